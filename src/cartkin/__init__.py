@@ -1,0 +1,16 @@
+"""cartkin: CAR T-cell cellular kinetics.
+
+Symbolic models compiled to numba, solved with dosing events; virtual populations, regimen
+comparison and fitting built on top.
+"""
+__version__ = "0.1.0"
+
+from .errors import CartkinError
+from . import solve
+from .model import DoseInput, Model, Observable, Parameter, State, list_models, load_model
+from .dosing import Infusion, Regimen
+from .simulation import BatchResult, SimulationResult, Solver, Status, simulate, simulate_batch
+
+__all__ = ["CartkinError", "DoseInput", "Model", "Observable", "Parameter", "State",
+           "list_models", "load_model", "Infusion", "Regimen", "BatchResult", "SimulationResult",
+           "Solver", "Status", "simulate", "simulate_batch"]

@@ -1,0 +1,182 @@
+"""Generate and load the numba module for a model.
+
+From one symbolic `Model` this writes a Python file holding `@njit(cache=True)` functions: the
+right-hand side, its state Jacobian, its parameter Jacobian, the initial state and its parameter
+derivative, observables with their derivatives, the dose scale, breakpoints, and compiled entry points
+that bind these to the generic integrators in `cartkin.solve`. The file lives in a cache folder and is
+named by a hash of the model and of the solver sources, so numba's on-disk cache stays valid until
+either changes.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+import sympy as sp
+
+from ..model.definition import Model, t
+from .printer import assignments, to_code
+
+_TS = sp.Symbol("ts")  # time used in Piecewise conditions (the segment midpoint)
+_LOADED: dict[str, ModuleType] = {}
+
+ENTRY_TEMPLATE = '''
+# ---- entry points binding this model to the generic integrators ------------------------------------
+from cartkin.solve import dopri5 as _dopri5, rodas as _rodas
+from cartkin.solve.subject import solve_subject as _solve_subject
+
+
+@njit(cache=True, parallel=True)
+def observe_batch(t_out, t_offsets, Y, P, out):
+    for s in prange(P.shape[0]):
+        for i in range(t_offsets[s], t_offsets[s + 1]):
+            observe(t_out[i], Y[i], P[s], out[i])
+
+
+@njit(cache=True, parallel=True)
+def batch_dopri5(P, t_out, t_offsets, ev_t, ev_amount, ev_kind, ev_target, ev_offsets, rtol, atol,
+                 max_steps, detect_stiff, out, codes, t_fail, counters):
+    for i in prange(P.shape[0]):
+        a, b = t_offsets[i], t_offsets[i + 1]
+        c, d = ev_offsets[i], ev_offsets[i + 1]
+        codes[i], t_fail[i] = _solve_subject(
+            _dopri5.advance, rhs, jac, initial, dose_scale, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX,
+            P[i], t_out[a:b], ev_t[c:d], ev_amount[c:d], ev_kind[c:d], ev_target[c:d], rtol, atol,
+            max_steps, detect_stiff, out[a:b], counters[i])
+
+
+@njit(cache=True, parallel=True)
+def batch_rodas(P, t_out, t_offsets, ev_t, ev_amount, ev_kind, ev_target, ev_offsets, rtol, atol,
+                max_steps, detect_stiff, out, codes, t_fail, counters):
+    for i in prange(P.shape[0]):
+        a, b = t_offsets[i], t_offsets[i + 1]
+        c, d = ev_offsets[i], ev_offsets[i + 1]
+        codes[i], t_fail[i] = _solve_subject(
+            _rodas.advance, rhs, jac, initial, dose_scale, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX,
+            P[i], t_out[a:b], ev_t[c:d], ev_amount[c:d], ev_kind[c:d], ev_target[c:d], rtol, atol,
+            max_steps, detect_stiff, out[a:b], counters[i])
+'''
+
+
+def _piecewise_conditions_at_ts(expr: sp.Expr) -> sp.Expr:
+    """Evaluate Piecewise conditions at the segment time `ts` so one step never mixes branches."""
+    def fix(*pairs):
+        return sp.Piecewise(*[(e, c.subs(t, _TS)) for e, c in pairs])
+    return sp.sympify(expr).replace(sp.Piecewise, fix)
+
+
+def generate_source(model: Model) -> str:
+    """The Python source of the numba module for `model`."""
+    sx = [sp.Symbol(s) for s in model.state_names]
+    px = [sp.Symbol(q) for q in model.parameter_names]
+    ns, npar = len(sx), len(px)
+    f = sp.Matrix([_piecewise_conditions_at_ts(model.equations[s]) for s in model.state_names])
+    dfdy = f.jacobian(sx)
+    dfdp = f.jacobian(px)
+    y0 = sp.Matrix([sp.sympify(model.initial.get(s, 0)) for s in model.state_names])
+    dy0dp = y0.jacobian(px)
+    g = sp.Matrix([sp.sympify(o.expression) for o in model.observable_info])
+    dgdy = g.jacobian(sx) if g.rows else sp.zeros(0, ns)
+    dgdp = g.jacobian(px) if g.rows else sp.zeros(0, npar)
+    scale = sp.sympify(model.dose.per_kg) if model.dose else sp.Integer(0)
+    dscale = sp.Matrix([scale]).jacobian(px)
+    bps = [sp.sympify(b) for b in model.breakpoints]
+    weight_index = model.parameter_names.index(model.dose.weight) if (model.dose and model.dose.weight) else -1
+
+    def unpack(states: bool) -> list[str]:
+        lines = [f"    {q} = p[{i}]" for i, q in enumerate(model.parameter_names)]
+        if states:
+            lines += [f"    {s} = y[{i}]" for i, s in enumerate(model.state_names)]
+        return lines
+
+    def dense(name: str, args: str, mat: sp.Matrix, states: bool, zero: bool) -> list[str]:
+        entries = [(i, j, mat[i, j]) for i in range(mat.rows) for j in range(mat.cols) if mat[i, j] != 0]
+        lines = [f"@njit(cache=True)", f"def {name}({args}):"]
+        lines += unpack(states)
+        if zero:
+            lines.append("    out[:] = 0.0")
+        lines += assignments([f"out[{i}, {j}]" for i, j, _ in entries], [e for _, _, e in entries])
+        lines.append("    return")
+        return lines
+
+    def vector(name: str, args: str, vec: list, states: bool) -> list[str]:
+        lines = [f"@njit(cache=True)", f"def {name}({args}):"]
+        lines += unpack(states)
+        lines += assignments([f"out[{i}]" for i in range(len(vec))], vec)
+        lines.append("    return")
+        return lines
+
+    src = [
+        f"# Generated by cartkin.codegen from the symbolic model {model.name!r}. Do not edit:",
+        f"# it is rewritten from the model definition (fingerprint {model.fingerprint()}).",
+        "import math",
+        "import numpy as np",
+        "from numba import njit, prange",
+        "",
+        f"MODEL_NAME = {model.name!r}",
+        f"N_STATES = {ns}",
+        f"N_PARAMETERS = {npar}",
+        f"N_OBSERVABLES = {g.rows}",
+        f"N_BREAKPOINTS = {len(bps)}",
+        f"WEIGHT_INDEX = {weight_index}",
+        "",
+    ]
+    src += vector("rhs", "t, y, p, ts, out", list(f), True) + [""]
+    src += dense("jac", "t, y, p, ts, out", dfdy, True, True) + [""]
+    src += dense("dfdp", "t, y, p, ts, out", dfdp, True, True) + [""]
+    src += vector("initial", "p, out", list(y0), False) + [""]
+    src += dense("dinitial_dp", "p, out", dy0dp, False, True) + [""]
+    src += vector("observe", "t, y, p, out", list(g), True) + [""]
+    src += dense("dobserve_dy", "t, y, p, out", dgdy, True, True) + [""]
+    src += dense("dobserve_dp", "t, y, p, out", dgdp, True, True) + [""]
+    src += ["@njit(cache=True)", "def dose_scale(p):"] + unpack(False) + [f"    return {to_code(scale)}", ""]
+    src += vector("ddose_scale_dp", "p, out", list(dscale), False) + [""]
+    src += vector("breakpoints", "p, out", bps, False) + [""]
+    src.append(ENTRY_TEMPLATE)
+    return "\n".join(src) + "\n"
+
+
+def _solver_hash() -> str:
+    """Hash of the integrator sources: generated modules are rebuilt when the solvers change."""
+    import cartkin
+    root = Path(cartkin.__file__).parent
+    h = hashlib.sha256(cartkin.__version__.encode())
+    for folder in ("solve", "codegen"):
+        for path in sorted((root / folder).glob("*.py")):
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cache_dir() -> Path:
+    """Where generated modules and numba's cache live (CARTKIN_CACHE_DIR, else ~/.cache/cartkin)."""
+    env = os.environ.get("CARTKIN_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cartkin"
+    return base / "generated"
+
+
+def compile_model(model: Model) -> ModuleType:
+    """The loaded numba module for `model`, generating its source the first time."""
+    key = f"{model.name}_{model.fingerprint()}_{_solver_hash()}"
+    if key in _LOADED:
+        return _LOADED[key]
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"cartkin_gen_{key}.py"
+    source = generate_source(model)
+    if not path.exists() or path.read_text() != source:
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(source)
+        os.replace(tmp, path)  # atomic: concurrent processes never see half a file
+    name = f"cartkin_gen_{key}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    _LOADED[key] = module
+    return module

@@ -1,0 +1,216 @@
+"""The immutable symbolic model: states, parameters, equations, observables, initial state, dosing.
+
+A `Model` is written once with sympy. Everything numeric (right-hand side, Jacobians, observables,
+dose scaling) is generated from it by `cartkin.codegen`; nothing is written twice by hand.
+Models are frozen: `with_defaults` returns a new model, it never edits one in place.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
+
+import sympy as sp
+
+from ..errors import CartkinError
+
+#: the time symbol every model uses (days since the first infusion)
+t = sp.Symbol("t")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A named model parameter with its default and what it means."""
+    name: str
+    default: float
+    unit: str = "-"
+    description: str = ""
+    source: str = ""
+    lower: float = 0.0
+    upper: float = math.inf
+    covariate: bool = False  # per-patient value (baseline burden, body weight) rather than a rate
+
+    def __post_init__(self):
+        if not (self.lower <= self.default <= self.upper):
+            raise CartkinError(f"parameter {self.name}: default {self.default} outside "
+                               f"[{self.lower}, {self.upper}]")
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    unit: str = "-"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Observable:
+    name: str
+    expression: sp.Expr
+    unit: str = "-"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DoseInput:
+    """How a cell dose enters the model.
+
+    `per_kg` is the sympy expression that converts one cell/kg into units of the `target` state
+    (for il10: f_blood / 70000). A flat dose of D cells becomes D / WT cells/kg, so the model needs a
+    `weight` parameter for flat doses.
+    """
+    target: str
+    per_kg: sp.Expr
+    weight: str | None = "WT"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A compartmental ODE model defined symbolically (see module docstring).
+
+    equations: state name -> sympy expression for its time derivative.
+    initial: state name -> sympy expression of parameters (missing states start at 0).
+    breakpoints: parameter expressions giving times where the equations switch (Piecewise in t);
+    the solver stops exactly there.
+    """
+    name: str
+    states: tuple[State, ...]
+    parameter_info: tuple[Parameter, ...]
+    equations: Mapping[str, sp.Expr]
+    observable_info: tuple[Observable, ...] = ()
+    initial: Mapping[str, sp.Expr] = field(default_factory=dict)
+    dose: DoseInput | None = None
+    breakpoints: tuple[sp.Expr, ...] = ()
+    description: str = ""
+    default_fit: tuple[str, ...] = ()          # parameters estimated when the user names none
+    default_stiff: bool = False                 # hint for method="auto"
+
+    def __post_init__(self):
+        names = [s.name for s in self.states]
+        pnames = [q.name for q in self.parameter_info]
+        _check_unique(names + pnames + ["t"], self.name)
+        _check_unique([o.name for o in self.observable_info] + pnames + ["t"], self.name)
+        for o in self.observable_info:
+            if o.name in names and sp.sympify(o.expression) != sp.Symbol(o.name):
+                raise CartkinError(f"model {self.name}: observable {o.name!r} has a state's name "
+                                   f"but is not that state")
+        known = set(names + pnames + ["t"])
+        if set(self.equations) != set(names):
+            missing = set(names) - set(self.equations)
+            extra = set(self.equations) - set(names)
+            raise CartkinError(f"model {self.name}: equations must cover exactly the states "
+                               f"(missing {sorted(missing)}, unknown {sorted(extra)})")
+        for label, expr in list(self.equations.items()) + [(o.name, o.expression) for o in self.observable_info] \
+                + list(self.initial.items()) + [("breakpoint", b) for b in self.breakpoints]:
+            free = sp.sympify(expr).free_symbols
+            unknown = {str(s) for s in free} - known
+            if unknown:
+                raise CartkinError(f"model {self.name}: {label} uses unknown symbols {sorted(unknown)}")
+        for s in self.initial:
+            if s not in names:
+                raise CartkinError(f"model {self.name}: initial value for unknown state {s!r}")
+        if self.dose is not None:
+            if self.dose.target not in names:
+                raise CartkinError(f"model {self.name}: dose target {self.dose.target!r} is not a state")
+            if self.dose.weight is not None and self.dose.weight not in pnames:
+                raise CartkinError(f"model {self.name}: dose weight {self.dose.weight!r} is not a parameter")
+        for q in self.default_fit:
+            if q not in pnames:
+                raise CartkinError(f"model {self.name}: default_fit names unknown parameter {q!r}")
+
+    # --- the small interface the rest of cartkin uses -------------------------------------
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.states)
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(q.name for q in self.parameter_info)
+
+    @property
+    def parameters(self) -> dict[str, float]:
+        """Default value of every parameter, by name."""
+        return {q.name: q.default for q in self.parameter_info}
+
+    @property
+    def observables(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.observable_info)
+
+    def n_states(self) -> int:
+        return len(self.states)
+
+    def n_parameters(self) -> int:
+        return len(self.parameter_info)
+
+    def parameter(self, name: str) -> Parameter:
+        for q in self.parameter_info:
+            if q.name == name:
+                return q
+        raise CartkinError(unknown_name_message("parameter", name, self.parameter_names, self.name))
+
+    def state_index(self, name: str) -> int:
+        try:
+            return self.state_names.index(name)
+        except ValueError:
+            raise CartkinError(unknown_name_message("state", name, self.state_names, self.name)) from None
+
+    def parameter_index(self, name: str) -> int:
+        try:
+            return self.parameter_names.index(name)
+        except ValueError:
+            raise CartkinError(unknown_name_message("parameter", name, self.parameter_names, self.name)) from None
+
+    def with_defaults(self, **values: float) -> "Model":
+        """A new model whose defaults are changed (the symbolic definition is untouched)."""
+        info = []
+        for q in self.parameter_info:
+            if q.name in values:
+                info.append(replace(q, default=float(values.pop(q.name))))
+            else:
+                info.append(q)
+        if values:
+            name = next(iter(values))
+            raise CartkinError(unknown_name_message("parameter", name, self.parameter_names, self.name))
+        return replace(self, parameter_info=tuple(info))
+
+    def fingerprint(self) -> str:
+        """Hash of the symbolic content (not of the defaults): names the generated code."""
+        text = "|".join([
+            self.name, ",".join(self.state_names), ",".join(self.parameter_names),
+            ";".join(sp.srepr(sp.sympify(self.equations[s])) for s in self.state_names),
+            ";".join(f"{o.name}={sp.srepr(o.expression)}" for o in self.observable_info),
+            ";".join(f"{k}={sp.srepr(sp.sympify(v))}" for k, v in sorted(self.initial.items())),
+            repr(self.dose and (self.dose.target, sp.srepr(self.dose.per_kg), self.dose.weight)),
+            ";".join(sp.srepr(sp.sympify(b)) for b in self.breakpoints),
+        ])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return (f"Model({self.name!r}, states={list(self.state_names)}, "
+                f"{self.n_parameters()} parameters, observables={list(self.observables)})")
+
+    def __hash__(self):
+        return hash((self.fingerprint(), tuple(q.default for q in self.parameter_info)))
+
+
+def _check_unique(names: Sequence[str], model: str) -> None:
+    seen = set()
+    for n in names:
+        if n in seen:
+            raise CartkinError(f"model {model}: name {n!r} is used twice (states, parameters, observables)")
+        if not n.isidentifier():
+            raise CartkinError(f"model {model}: {n!r} is not a valid name")
+        seen.add(n)
+
+
+def unknown_name_message(kind: str, name: str, known: Sequence[str], model: str) -> str:
+    import difflib
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {name!r} for model {model}{hint}"
+
+
+def symbols(names: str):
+    """sympy symbols by name, as models use them: `N, E, M = symbols("N E M")`."""
+    return sp.symbols(names)

@@ -1,0 +1,1 @@
+"""The built-in models of MODEL.md, one module each."""

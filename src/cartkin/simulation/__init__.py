@@ -1,0 +1,6 @@
+"""Simulation: expand regimens into events, call the compiled solvers, wrap results."""
+from .results import BatchResult, SimulationResult, Status
+from .run import Solver, simulate, simulate_batch, solve_subjects
+
+__all__ = ["BatchResult", "SimulationResult", "Status", "Solver", "simulate", "simulate_batch",
+           "solve_subjects"]

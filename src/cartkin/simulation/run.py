@@ -1,0 +1,208 @@
+"""simulate / simulate_batch: the Python entry points to the compiled solvers.
+
+Everything here validates input, expands regimens into event arrays and lays subjects out as ragged
+arrays (offsets), so one compiled loop over subjects (parallel, `prange`) serves single runs, virtual
+populations and fitting alike. method="auto" starts with Dormand–Prince and hands any subject it
+finds stiff to the Rosenbrock solver.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..codegen import compile_model
+from ..dosing import Regimen
+from ..errors import CartkinError
+from ..model.definition import Model
+from ..model.registry import load_model
+from ..solve import status as st
+from ..solve.common import N_COUNTERS
+from .results import BatchResult, SimulationResult
+
+METHODS = ("auto", "dopri5", "rodas")
+
+
+@dataclass(frozen=True)
+class Solver:
+    """Integrator choice and tolerances (one small object, diffrax style)."""
+    method: str = "auto"
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    max_steps: int = 100_000
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise CartkinError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        for name in ("rtol", "atol"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise CartkinError(f"{name} must be a positive number, got {v!r}")
+        if int(self.max_steps) < 1:
+            raise CartkinError(f"max_steps must be >= 1, got {self.max_steps}")
+
+
+def check_times(times) -> np.ndarray:
+    """Output times as a float array: finite, >= 0 (day 0 = first infusion), non-decreasing."""
+    try:
+        arr = np.asarray(times, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise CartkinError("times must be numbers") from None
+    if arr.size == 0:
+        raise CartkinError("times is empty: give at least one output time")
+    if not np.all(np.isfinite(arr)):
+        raise CartkinError("times contain NaN or infinite values")
+    if arr[0] < 0:
+        raise CartkinError(f"times must be >= 0 days (day 0 is the first infusion), got {arr[0]}")
+    if np.any(np.diff(arr) < 0):
+        raise CartkinError("times must be sorted in increasing order")
+    return arr
+
+
+def parameter_matrix(model: Model, params, n_subjects: int | None = None) -> np.ndarray:
+    """Parameter rows (n_subjects × n_parameters) from a mapping name → scalar or array.
+
+    Unlisted parameters take their defaults; unknown names, NaN and out-of-bounds values are errors.
+    """
+    names = model.parameter_names
+    if isinstance(params, np.ndarray) and params.ndim == 2:
+        if params.shape[1] != len(names):
+            raise CartkinError(f"parameter matrix has {params.shape[1]} columns, model {model.name} "
+                               f"has {len(names)} parameters")
+        P = np.array(params, dtype=float)
+    else:
+        params = dict(params or {})
+        for key in params:
+            model.parameter_index(key)  # raises for unknown names
+        lengths = {np.size(v) for v in params.values() if np.ndim(v) > 0}
+        if len(lengths) > 1:
+            raise CartkinError(f"parameter arrays differ in length: {sorted(lengths)}")
+        n = n_subjects or (lengths.pop() if lengths else 1)
+        P = np.empty((n, len(names)))
+        for j, name in enumerate(names):
+            value = params.get(name, model.parameter(name).default)
+            try:
+                P[:, j] = np.asarray(value, dtype=float)
+            except (TypeError, ValueError):
+                raise CartkinError(f"parameter {name} must be numeric, got {value!r}") from None
+    for j, name in enumerate(names):
+        col = P[:, j]
+        if not np.all(np.isfinite(col)):
+            raise CartkinError(f"parameter {name} has NaN or infinite values")
+        info = model.parameter(name)
+        if np.any(col < info.lower) or np.any(col > info.upper):
+            bad = col[(col < info.lower) | (col > info.upper)][0]
+            raise CartkinError(f"parameter {name} = {bad:g} is outside its bounds "
+                               f"[{info.lower:g}, {info.upper:g}]")
+    return P
+
+
+def solve_subjects(model: Model, P: np.ndarray, times: Sequence[np.ndarray],
+                   events: Sequence[tuple], solver: Solver = Solver()):
+    """Solve subjects with their own output times and dose events (ragged layout).
+
+    Returns (states stacked over subjects, time offsets, status codes, failure times, counters).
+    """
+    n = P.shape[0]
+    t_offsets = np.zeros(n + 1, dtype=np.int64)
+    t_offsets[1:] = np.cumsum([len(t) for t in times])
+    t_flat = np.concatenate(times).astype(float) if n else np.empty(0)
+    ev_offsets = np.zeros(n + 1, dtype=np.int64)
+    ev_offsets[1:] = np.cumsum([len(e[0]) for e in events])
+    ev = [np.concatenate([e[k] for e in events]) if n else np.empty(0) for k in range(4)]
+    return solve_flat(model, P, t_flat, t_offsets, ev, ev_offsets, solver)
+
+
+def solve_shared(model: Model, P: np.ndarray, times: np.ndarray, events: tuple, solver: Solver = Solver()):
+    """Solve subjects that share output times and dose events (the virtual-population case)."""
+    n = P.shape[0]
+    t_offsets = np.arange(n + 1, dtype=np.int64) * times.size
+    ev_offsets = np.arange(n + 1, dtype=np.int64) * len(events[0])
+    ev = [np.tile(e, n) for e in events]
+    return solve_flat(model, P, np.tile(times, n), t_offsets, ev, ev_offsets, solver)
+
+
+def solve_flat(model, P, t_flat, t_offsets, ev, ev_offsets, solver):
+    """Run the compiled batch loop; method="auto" re-solves stiff subjects with Rosenbrock."""
+    module = compile_model(model)
+    n = P.shape[0]
+    ev_t, ev_amount = ev[0].astype(float), ev[1].astype(float)
+    ev_kind, ev_target = ev[2].astype(np.int64), ev[3].astype(np.int64)
+    out = np.empty((t_flat.size, model.n_states()))
+    codes = np.full(n, st.NOT_RUN, dtype=np.int64)
+    t_fail = np.full(n, np.nan)
+    counters = np.zeros((n, N_COUNTERS), dtype=np.int64)
+    P = np.ascontiguousarray(P, dtype=float)
+    args = (t_flat, t_offsets, ev_t, ev_amount, ev_kind, ev_target, ev_offsets,
+            float(solver.rtol), float(solver.atol), int(solver.max_steps))
+    if solver.method == "rodas":
+        module.batch_rodas(P, *args, False, out, codes, t_fail, counters)
+    else:
+        module.batch_dopri5(P, *args, solver.method == "auto", out, codes, t_fail, counters)
+        if solver.method == "auto":
+            redo = np.flatnonzero((codes == st.STIFF) | (codes == st.MAX_STEPS))
+            if redo.size:
+                sub = _subset(redo, t_offsets, ev_offsets)
+                o = np.empty((sub[1][-1], model.n_states()))
+                c = np.full(redo.size, st.NOT_RUN, dtype=np.int64)
+                tf = np.full(redo.size, np.nan)
+                cn = np.zeros((redo.size, N_COUNTERS), dtype=np.int64)
+                module.batch_rodas(P[redo], t_flat[sub[0]], sub[1], ev_t[sub[2]], ev_amount[sub[2]],
+                                   ev_kind[sub[2]], ev_target[sub[2]], sub[3], float(solver.rtol),
+                                   float(solver.atol), int(solver.max_steps), False, o, c, tf, cn)
+                out[sub[0]] = o
+                codes[redo], t_fail[redo] = c, tf
+                counters[redo] += cn
+    return out, t_offsets, codes, t_fail, counters
+
+
+def _subset(idx, t_offsets, ev_offsets):
+    """Row indices and new offsets of the chosen subjects in the ragged layout."""
+    t_rows = np.concatenate([np.arange(t_offsets[i], t_offsets[i + 1]) for i in idx])
+    e_rows = np.concatenate([np.arange(ev_offsets[i], ev_offsets[i + 1]) for i in idx]).astype(np.int64)
+    t_off = np.zeros(idx.size + 1, dtype=np.int64)
+    t_off[1:] = np.cumsum(t_offsets[idx + 1] - t_offsets[idx])
+    e_off = np.zeros(idx.size + 1, dtype=np.int64)
+    e_off[1:] = np.cumsum(ev_offsets[idx + 1] - ev_offsets[idx])
+    return t_rows, t_off, e_rows, e_off
+
+
+def _prepare(model, regimen, times, rtol, atol, method, max_steps):
+    model = load_model(model)
+    if regimen is None:
+        regimen = Regimen.none()
+    if not isinstance(regimen, Regimen):
+        raise CartkinError(f"regimen must be a cartkin.Regimen, got {type(regimen).__name__}")
+    return model, regimen, check_times(times), Solver(method, rtol, atol, max_steps)
+
+
+def simulate(model: Model | str, regimen: Regimen | None, times, params: Mapping[str, float] | None = None,
+             rtol: float = 1e-6, atol: float = 1e-9, method: str = "auto",
+             max_steps: int = 100_000) -> SimulationResult:
+    """Simulate one patient: states at `times` (days) after `regimen`; failures are in `.status`."""
+    model, regimen, times, solver = _prepare(model, regimen, times, rtol, atol, method, max_steps)
+    for key, value in (params or {}).items():
+        if np.ndim(value) != 0:
+            raise CartkinError(f"parameter {key} must be a single number in simulate(); "
+                               f"use simulate_batch for arrays")
+    P = parameter_matrix(model, params, 1)
+    events = regimen.events(model)
+    out, _, codes, t_fail, counters = solve_subjects(model, P, [times], [events], solver)
+    return SimulationResult(model, times, out, P[0], int(codes[0]), float(t_fail[0]), counters[0],
+                            solver, regimen)
+
+
+def simulate_batch(model: Model | str, regimen: Regimen | None, times, params,
+                   rtol: float = 1e-6, atol: float = 1e-9, method: str = "auto",
+                   max_steps: int = 100_000) -> BatchResult:
+    """Simulate many patients on one regimen; `params` maps names to arrays (one value per subject)
+    or is an (n_subjects × n_parameters) matrix. Subjects run in parallel inside compiled code."""
+    model, regimen, times, solver = _prepare(model, regimen, times, rtol, atol, method, max_steps)
+    P = parameter_matrix(model, params)
+    events = regimen.events(model)
+    n = P.shape[0]
+    out, _, codes, t_fail, counters = solve_shared(model, P, times, events, solver)
+    return BatchResult(model, times, out.reshape(n, times.size, model.n_states()), P, codes, t_fail,
+                       counters, solver, regimen)

@@ -1,0 +1,77 @@
+"""The integration loop: owns time, output times, dose events and discontinuities.
+
+A method (dopri5, rodas) only knows how to advance smoothly from one time to the next. The driver cuts
+the time axis at every dose and model breakpoint, asks the method to advance across each piece, and
+applies dose events between pieces. Observations at the time of a dose report the pre-dose value
+(NONMEM/mrgsolve convention: the pre-infusion sample at day 0 reads 0).
+
+`ts` (the segment's midpoint) is passed to the right-hand side so that Piecewise switches in time
+(stein2019's Tmax) take the same branch at every stage of a step, even at the segment's end.
+"""
+import numpy as np
+from numba import njit
+
+from . import status
+from .common import all_finite
+
+
+@njit(inline="always")  # inlined so the model functions it takes stay cacheable
+def integrate(advance, rhs, jac, t0, y0, p, t_out, event_times, event_deltas, breakpoints,
+              rtol, atol, max_steps, detect_stiff, out, counters):
+    """Solve from t0 (state y0) and write the state at each sorted t_out into out.
+
+    event_times are sorted; event_deltas[i] is added to the state at event_times[i].
+    breakpoints are extra times where the right-hand side is discontinuous.
+    Returns (status, time reached).
+    """
+    n_out = t_out.size
+    y = y0.copy()
+    if not (all_finite(y) and all_finite(p)):
+        return status.BAD_INPUT, t0
+    if n_out == 0:
+        return status.SUCCESS, t0
+    t_end = t_out[n_out - 1]
+    # stops: events and breakpoints strictly inside (t0, t_end], then t_end
+    n_ev = event_times.size
+    n_bp = breakpoints.size
+    stops = np.empty(n_ev + n_bp + 1)
+    m = 0
+    for i in range(n_ev):
+        if t0 < event_times[i] < t_end:
+            stops[m] = event_times[i]
+            m += 1
+    for i in range(n_bp):
+        if t0 < breakpoints[i] < t_end:
+            stops[m] = breakpoints[i]
+            m += 1
+    stops[m] = t_end
+    m += 1
+    stops = np.unique(stops[:m])
+
+    k = 0
+    while k < n_out and t_out[k] <= t0:
+        out[k, :] = y
+        k += 1
+    ev = 0
+    while ev < n_ev and event_times[ev] <= t0:
+        y += event_deltas[ev]
+        ev += 1
+
+    t = t0
+    h = 0.0
+    for s in range(stops.size):
+        t_stop = stops[s]
+        ts = 0.5 * (t + t_stop)
+        code, t_reached, h, k = advance(rhs, jac, t, t_stop, y, p, ts, h, rtol, atol,
+                                        t_out, k, out, counters, max_steps, detect_stiff)
+        if code != status.SUCCESS:
+            return code, t_reached
+        t = t_stop
+        dosed = False
+        while ev < n_ev and event_times[ev] <= t:
+            y += event_deltas[ev]
+            ev += 1
+            dosed = True
+        if dosed:
+            h = 0.0  # restart the step-size estimate after a jump in the state
+    return status.SUCCESS, t
