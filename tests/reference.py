@@ -12,18 +12,20 @@ TS = sp.Symbol("ts_ref")
 
 
 def lambdified(model):
-    """(rhs(t, y, p, ts), initial(p), observe(t, y, p), dose_scale(p)) as plain numpy functions."""
+    """(rhs, initial, observe, dose_scale, jacobian) as plain numpy functions of (t, y, p, ts) etc."""
     ys = [sp.Symbol(s) for s in model.state_names]
     ps = [sp.Symbol(q) for q in model.parameter_names]
 
     def at_ts(expr):
         return sp.sympify(expr).replace(sp.Piecewise,
                                         lambda *pairs: sp.Piecewise(*[(e, c.subs(T, TS)) for e, c in pairs]))
-    f = sp.lambdify([T, ys, ps, TS], [at_ts(model.equations[s]) for s in model.state_names], "numpy")
+    rhs = sp.Matrix([at_ts(model.equations[s]) for s in model.state_names])
+    f = sp.lambdify([T, ys, ps, TS], list(rhs), "numpy")
+    jac = sp.lambdify([T, ys, ps, TS], rhs.jacobian(ys), "numpy")
     y0 = sp.lambdify([ps], [sp.sympify(model.initial.get(s, 0)) for s in model.state_names], "numpy")
     g = sp.lambdify([T, ys, ps], [o.expression for o in model.observable_info], "numpy")
     scale = sp.lambdify([ps], model.dose.per_kg if model.dose else sp.Integer(0), "numpy")
-    return f, y0, g, scale
+    return f, y0, g, scale, jac
 
 
 def reference_solution(model, params, times, doses_per_kg=(), breakpoints=(), rtol=1e-12, atol=1e-14):
@@ -31,7 +33,7 @@ def reference_solution(model, params, times, doses_per_kg=(), breakpoints=(), rt
 
     doses_per_kg: sequence of (time, dose per kg) added to the model's dose target.
     """
-    f, y0f, _, scale = lambdified(model)
+    f, y0f, _, scale, jac = lambdified(model)
     p = [params[q] for q in model.parameter_names]
     y = np.array(y0f(p), dtype=float)
     times = np.asarray(times, float)
@@ -53,7 +55,7 @@ def reference_solution(model, params, times, doses_per_kg=(), breakpoints=(), rt
         ts = 0.5 * (t0 + stop)
         t_eval = np.unique(np.append(times[mask], stop))
         sol = solve_ivp(lambda tt, yy: f(tt, yy, p, ts), (t0, stop), y, method="Radau",
-                        t_eval=t_eval, rtol=rtol, atol=atol)
+                        jac=lambda tt, yy: np.asarray(jac(tt, yy, p, ts), dtype=float), t_eval=t_eval, rtol=rtol, atol=atol)
         assert sol.success, sol.message
         if mask.any():
             out[mask] = sol.y.T[np.searchsorted(t_eval, times[mask])]

@@ -45,7 +45,7 @@ def batch_dopri5(P, t_out, t_offsets, ev_t, ev_amount, ev_kind, ev_target, ev_of
         a, b = t_offsets[i], t_offsets[i + 1]
         c, d = ev_offsets[i], ev_offsets[i + 1]
         codes[i], t_fail[i] = _solve_subject(
-            _dopri5.advance, rhs, jac, initial, dose_scale, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX,
+            _dopri5.advance, rhs, jac, dfdt, initial, dose_scale, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX,
             P[i], t_out[a:b], ev_t[c:d], ev_amount[c:d], ev_kind[c:d], ev_target[c:d], rtol, atol,
             max_steps, detect_stiff, out[a:b], counters[i])
 
@@ -57,7 +57,7 @@ def batch_rodas(P, t_out, t_offsets, ev_t, ev_amount, ev_kind, ev_target, ev_off
         a, b = t_offsets[i], t_offsets[i + 1]
         c, d = ev_offsets[i], ev_offsets[i + 1]
         codes[i], t_fail[i] = _solve_subject(
-            _rodas.advance, rhs, jac, initial, dose_scale, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX,
+            _rodas.advance, rhs, jac, dfdt, initial, dose_scale, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX,
             P[i], t_out[a:b], ev_t[c:d], ev_amount[c:d], ev_kind[c:d], ev_target[c:d], rtol, atol,
             max_steps, detect_stiff, out[a:b], counters[i])
 '''
@@ -78,6 +78,7 @@ def generate_source(model: Model) -> str:
     f = sp.Matrix([_piecewise_conditions_at_ts(model.equations[s]) for s in model.state_names])
     dfdy = f.jacobian(sx)
     dfdp = f.jacobian(px)
+    dfdt_expr = f.diff(t)
     y0 = sp.Matrix([sp.sympify(model.initial.get(s, 0)) for s in model.state_names])
     dy0dp = y0.jacobian(px)
     g = sp.Matrix([sp.sympify(o.expression) for o in model.observable_info])
@@ -128,6 +129,7 @@ def generate_source(model: Model) -> str:
     ]
     src += vector("rhs", "t, y, p, ts, out", list(f), True) + [""]
     src += dense("jac", "t, y, p, ts, out", dfdy, True, True) + [""]
+    src += vector("dfdt", "t, y, p, ts, out", list(dfdt_expr), True) + [""]
     src += dense("dfdp", "t, y, p, ts, out", dfdp, True, True) + [""]
     src += vector("initial", "p, out", list(y0), False) + [""]
     src += dense("dinitial_dp", "p, out", dy0dp, False, True) + [""]

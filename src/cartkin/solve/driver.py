@@ -16,7 +16,7 @@ from .common import all_finite
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def integrate(advance, rhs, jac, t0, y0, p, t_out, event_times, event_deltas, breakpoints,
+def integrate(advance, rhs, jac, dfdt, t0, y0, p, t_out, event_times, event_deltas, breakpoints,
               rtol, atol, max_steps, detect_stiff, out, counters):
     """Solve from t0 (state y0) and write the state at each sorted t_out into out.
 
@@ -62,7 +62,7 @@ def integrate(advance, rhs, jac, t0, y0, p, t_out, event_times, event_deltas, br
     for s in range(stops.size):
         t_stop = stops[s]
         ts = 0.5 * (t + t_stop)
-        code, t_reached, h, k = advance(rhs, jac, t, t_stop, y, p, ts, h, rtol, atol,
+        code, t_reached, h, k = advance(rhs, jac, dfdt, t, t_stop, y, p, ts, h, rtol, atol,
                                         t_out, k, out, counters, max_steps, detect_stiff)
         if code != status.SUCCESS:
             return code, t_reached
