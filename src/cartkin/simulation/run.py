@@ -1,16 +1,18 @@
 """simulate / simulate_batch: the Python entry points to the compiled solvers.
 
 Everything here validates input, expands regimens into event arrays and lays subjects out as ragged
-arrays (offsets), so one compiled loop over subjects (parallel, `prange`) serves single runs, virtual
-populations and fitting alike. method="auto" starts with Dormand–Prince and hands any subject it
-finds stiff to the Rosenbrock solver.
+arrays (offsets), so one compiled loop over subjects (run in chunks on threads) serves single runs, virtual
+populations and fitting alike. method="auto" starts each subject with Dormand–Prince and continues
+with Rodas from the moment it detects stiffness.
 """
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import numba
 import numpy as np
 
 from ..codegen import compile_model
@@ -18,8 +20,10 @@ from ..dosing import Regimen
 from ..errors import CartkinError
 from ..model.definition import Model
 from ..model.registry import load_model
+from ..progress import as_callback
 from ..solve import status as st
 from ..solve.common import N_COUNTERS
+from ..solve.driver import AUTO, EXPLICIT, STIFF
 from .results import BatchResult, SimulationResult
 
 METHODS = ("auto", "dopri5", "rodas")
@@ -115,58 +119,71 @@ def solve_subjects(model: Model, P: np.ndarray, times: Sequence[np.ndarray],
     return solve_flat(model, P, t_flat, t_offsets, ev, ev_offsets, solver)
 
 
-def solve_shared(model: Model, P: np.ndarray, times: np.ndarray, events: tuple, solver: Solver = Solver()):
+def solve_shared(model: Model, P: np.ndarray, times: np.ndarray, events: tuple, solver: Solver = Solver(),
+                 progress=None):
     """Solve subjects that share output times and dose events (the virtual-population case)."""
     n = P.shape[0]
     t_offsets = np.arange(n + 1, dtype=np.int64) * times.size
     ev_offsets = np.arange(n + 1, dtype=np.int64) * len(events[0])
     ev = [np.tile(e, n) for e in events]
-    return solve_flat(model, P, np.tile(times, n), t_offsets, ev, ev_offsets, solver)
+    return solve_flat(model, P, np.tile(times, n), t_offsets, ev, ev_offsets, solver, progress)
 
 
-def solve_flat(model, P, t_flat, t_offsets, ev, ev_offsets, solver):
-    """Run the compiled batch loop; method="auto" re-solves stiff subjects with Rosenbrock."""
+def solve_flat(model, P, t_flat, t_offsets, ev, ev_offsets, solver, progress=None):
+    """Run the compiled batch loop over subjects laid out in ragged arrays.
+
+    `progress`, if given, is called with the number of subjects finished so far.
+    """
     module = compile_model(model)
     n = P.shape[0]
-    ev_t, ev_amount = ev[0].astype(float), ev[1].astype(float)
-    ev_kind, ev_target = ev[2].astype(np.int64), ev[3].astype(np.int64)
+    layout = (t_flat, t_offsets, ev[0].astype(float), ev[1].astype(float), ev[2].astype(np.int64),
+              ev[3].astype(np.int64), ev_offsets)
     out = np.empty((t_flat.size, model.n_states()))
     codes = np.full(n, st.NOT_RUN, dtype=np.int64)
     t_fail = np.full(n, np.nan)
     counters = np.zeros((n, N_COUNTERS), dtype=np.int64)
     P = np.ascontiguousarray(P, dtype=float)
-    args = (t_flat, t_offsets, ev_t, ev_amount, ev_kind, ev_target, ev_offsets,
-            float(solver.rtol), float(solver.atol), int(solver.max_steps))
-    if solver.method == "rodas":
-        module.batch_rodas(P, *args, False, out, codes, t_fail, counters)
-    else:
-        module.batch_dopri5(P, *args, solver.method == "auto", out, codes, t_fail, counters)
-        if solver.method == "auto":
-            redo = np.flatnonzero((codes == st.STIFF) | (codes == st.MAX_STEPS))
-            if redo.size:
-                sub = _subset(redo, t_offsets, ev_offsets)
-                o = np.empty((sub[1][-1], model.n_states()))
-                c = np.full(redo.size, st.NOT_RUN, dtype=np.int64)
-                tf = np.full(redo.size, np.nan)
-                cn = np.zeros((redo.size, N_COUNTERS), dtype=np.int64)
-                module.batch_rodas(P[redo], t_flat[sub[0]], sub[1], ev_t[sub[2]], ev_amount[sub[2]],
-                                   ev_kind[sub[2]], ev_target[sub[2]], sub[3], float(solver.rtol),
-                                   float(solver.atol), int(solver.max_steps), False, o, c, tf, cn)
-                out[sub[0]] = o
-                codes[redo], t_fail[redo] = c, tf
-                counters[redo] += cn
+    mode = {"dopri5": EXPLICIT, "rodas": STIFF, "auto": AUTO}[solver.method]
+    tol = (float(solver.rtol), float(solver.atol), int(solver.max_steps))
+    run_chunks(module.batch_solve, mode, P, layout, tol, out, codes, t_fail, counters, progress)
     return out, t_offsets, codes, t_fail, counters
 
 
-def _subset(idx, t_offsets, ev_offsets):
-    """Row indices and new offsets of the chosen subjects in the ragged layout."""
-    t_rows = np.concatenate([np.arange(t_offsets[i], t_offsets[i + 1]) for i in idx])
-    e_rows = np.concatenate([np.arange(ev_offsets[i], ev_offsets[i + 1]) for i in idx]).astype(np.int64)
-    t_off = np.zeros(idx.size + 1, dtype=np.int64)
-    t_off[1:] = np.cumsum(t_offsets[idx + 1] - t_offsets[idx])
-    e_off = np.zeros(idx.size + 1, dtype=np.int64)
-    e_off[1:] = np.cumsum(ev_offsets[idx + 1] - ev_offsets[idx])
-    return t_rows, t_off, e_rows, e_off
+def run_chunks(kernel, mode, P, layout, tol, out, codes, t_fail, counters, progress=None):
+    """Call a compiled batch kernel on chunks of subjects, on numba.get_num_threads() threads.
+
+    The kernels release the GIL and each subject is solved independently, so results do not depend on
+    the number of threads or the chunking.
+    """
+    t_flat, t_offsets, ev_t, ev_amount, ev_kind, ev_target, ev_offsets = layout
+    n = P.shape[0]
+    if n == 0:
+        return
+    threads = max(1, numba.get_num_threads())
+    size = int(min(max(16, n // (threads * 16)), 2048))
+    bounds = list(range(0, n, size)) + [n]
+
+    def work(a, b):
+        ta, tb, ea, eb = t_offsets[a], t_offsets[b], ev_offsets[a], ev_offsets[b]
+        kernel(mode, P[a:b], t_flat[ta:tb], t_offsets[a:b + 1] - ta, ev_t[ea:eb], ev_amount[ea:eb],
+               ev_kind[ea:eb], ev_target[ea:eb], ev_offsets[a:b + 1] - ea, tol[0], tol[1], tol[2],
+               out[ta:tb], codes[a:b], t_fail[a:b], counters[a:b])
+        return b - a
+
+    chunks = list(zip(bounds[:-1], bounds[1:]))
+    if threads == 1 or len(chunks) == 1:
+        done = 0
+        for a, b in chunks:
+            done += work(a, b)
+            if progress:
+                progress(done)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        done = 0
+        for finished in as_completed([pool.submit(work, a, b) for a, b in chunks]):
+            done += finished.result()
+            if progress:
+                progress(done)
 
 
 def _prepare(model, regimen, times, rtol, atol, method, max_steps):
@@ -196,13 +213,16 @@ def simulate(model: Model | str, regimen: Regimen | None, times, params: Mapping
 
 def simulate_batch(model: Model | str, regimen: Regimen | None, times, params,
                    rtol: float = 1e-6, atol: float = 1e-9, method: str = "auto",
-                   max_steps: int = 100_000) -> BatchResult:
+                   max_steps: int = 100_000, progress=None) -> BatchResult:
     """Simulate many patients on one regimen; `params` maps names to arrays (one value per subject)
-    or is an (n_subjects × n_parameters) matrix. Subjects run in parallel inside compiled code."""
+    or is an (n_subjects × n_parameters) matrix. Subjects run in parallel inside compiled code
+    (numba.set_num_threads sets how many threads). progress: None (a bar on terminals), True, False,
+    or a callable taking the number of subjects done."""
     model, regimen, times, solver = _prepare(model, regimen, times, rtol, atol, method, max_steps)
     P = parameter_matrix(model, params)
     events = regimen.events(model)
     n = P.shape[0]
-    out, _, codes, t_fail, counters = solve_shared(model, P, times, events, solver)
+    callback = as_callback(progress, n, f"simulating {n} subjects")
+    out, _, codes, t_fail, counters = solve_shared(model, P, times, events, solver, callback)
     return BatchResult(model, times, out.reshape(n, times.size, model.n_states()), P, codes, t_fail,
                        counters, solver, regimen)

@@ -1,6 +1,8 @@
 """The integration loop: owns time, output times, dose events and discontinuities.
 
-A method (dopri5, rodas) only knows how to advance smoothly from one time to the next. The driver cuts
+A method (dopri5, rodas) only knows how to advance smoothly from one time to the next. In AUTO mode the
+driver starts with the explicit method and, once it reports stiffness, continues with the stiff
+method from that point on (the CAR T expansion is non-stiff, the long contraction tail is stiff). The driver cuts
 the time axis at every dose and model breakpoint, asks the method to advance across each piece, and
 applies dose events between pieces. Observations at the time of a dose report the pre-dose value
 (NONMEM/mrgsolve convention: the pre-infusion sample at day 0 reads 0).
@@ -14,10 +16,15 @@ from numba import njit
 from . import status
 from .common import all_finite
 
+# how `integrate` uses its two methods
+EXPLICIT = 0
+STIFF = 1
+AUTO = 2
+
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def integrate(advance, rhs, jac, dfdt, t0, y0, p, t_out, event_times, event_deltas, breakpoints,
-              rtol, atol, max_steps, detect_stiff, out, counters):
+def integrate(explicit, stiff, mode, rhs, jac, dfdt, t0, y0, p, t_out, event_times, event_deltas,
+              breakpoints, rtol, atol, max_steps, out, counters):
     """Solve from t0 (state y0) and write the state at each sorted t_out into out.
 
     event_times are sorted; event_deltas[i] is added to the state at event_times[i].
@@ -59,13 +66,20 @@ def integrate(advance, rhs, jac, dfdt, t0, y0, p, t_out, event_times, event_delt
 
     t = t0
     h = 0.0
+    use_stiff = mode == STIFF
     for s in range(stops.size):
         t_stop = stops[s]
         ts = 0.5 * (t + t_stop)
-        code, t_reached, h, k = advance(rhs, jac, dfdt, t, t_stop, y, p, ts, h, rtol, atol,
-                                        t_out, k, out, counters, max_steps, detect_stiff)
+        if not use_stiff:
+            code, t, h, k = explicit(rhs, jac, dfdt, t, t_stop, y, p, ts, h, rtol, atol,
+                                     t_out, k, out, counters, max_steps, mode == AUTO)
+            if code == status.STIFF:
+                use_stiff = True  # carry on from t with the stiff method
+        if use_stiff:
+            code, t, h, k = stiff(rhs, jac, dfdt, t, t_stop, y, p, ts, h, rtol, atol,
+                                  t_out, k, out, counters, max_steps, False)
         if code != status.SUCCESS:
-            return code, t_reached
+            return code, t
         t = t_stop
         dosed = False
         while ev < n_ev and event_times[ev] <= t:
