@@ -1,0 +1,206 @@
+"""The `cartkin` command: parses arguments and calls the library; nothing else lives here.
+
+    cartkin models [NAME]                      list models, or show one
+    cartkin simulate --model il10 --dose 1e5 --per-kg --days 365 -o out.csv [--plot out.png]
+    cartkin compare [SCENARIO.toml] -o OUTDIR  regimen comparison (default: the META 10-19 scenario)
+    cartkin scenario                           print the default scenario file, to copy and edit
+    cartkin fit DATA.csv --model liu2022 -o OUTDIR
+
+Bad input ends with one line `cartkin: error: ...` on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+from .errors import CartkinError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except CartkinError as exc:
+        print(f"cartkin: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"cartkin: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cartkin: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+    parser = argparse.ArgumentParser(prog="cartkin", description="CAR T-cell cellular kinetics: simulate, "
+                                     "compare regimens on virtual populations, fit kinetics data.")
+    parser.add_argument("--version", action="version", version=f"cartkin {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the built-in models, or show one")
+    p.add_argument("name", nargs="?", help="model to describe (states, parameters, observables)")
+    p.set_defaults(run=_models)
+
+    p = sub.add_parser("simulate", help="simulate one patient; every state and observable as CSV columns")
+    p.add_argument("--model", default="il10", help="model name (default il10)")
+    p.add_argument("--dose", type=float, action="append", default=None,
+                   help="dose; cells/kg with --per-kg, else flat cells (needs body weight WT). Repeat with "
+                        "--day for several infusions")
+    p.add_argument("--day", type=float, action="append", default=None,
+                   help="infusion day of each --dose (default: day 0)")
+    p.add_argument("--per-kg", action="store_true", help="--dose is in cells per kg of body weight")
+    p.add_argument("--days", type=float, default=365.0, help="horizon in days (default 365)")
+    p.add_argument("--step", type=float, default=0.25, help="output interval in days (default 0.25)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a parameter (repeatable)")
+    _solver_options(p)
+    p.add_argument("-o", "--output", default="simulation.csv", help="CSV file to write (default simulation.csv)")
+    p.add_argument("--plot", help="also write a PNG figure of the observables")
+    p.set_defaults(run=_simulate)
+
+    p = sub.add_parser("compare", help="compare regimens on a virtual population (default: META 10-19)")
+    p.add_argument("scenario", nargs="?", help="scenario TOML file (default: the built-in META 10-19 scenario)")
+    p.add_argument("-o", "--outdir", default="cartkin-results", help="output folder (default cartkin-results)")
+    p.add_argument("-n", "--patients", type=int, help="override the number of virtual patients per arm")
+    p.add_argument("--seed", type=int, help="override the population seed")
+    p.add_argument("--no-plots", action="store_true", help="write the tables only")
+    p.add_argument("--threads", type=int, help="number of threads (default: all cores)")
+    p.set_defaults(run=_compare)
+
+    p = sub.add_parser("scenario", help="print the built-in default scenario (TOML), to copy and edit")
+    p.set_defaults(run=_scenario)
+    return parser
+
+
+def _solver_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="auto", choices=("auto", "dopri5", "rodas"),
+                   help="integrator (default auto: Dormand–Prince, Rodas once stiff)")
+    p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
+    p.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance (default 1e-9)")
+
+
+def _models(args) -> int:
+    from .model import list_models, load_model
+    if not args.name:
+        for name in list_models():
+            print(f"{name:12s} {load_model(name).description}")
+        return 0
+    model = load_model(args.name)
+    print(f"{model.name}: {model.description}\n")
+    print("states:")
+    for s in model.states:
+        print(f"  {s.name:10s} {s.unit:14s} {s.description}")
+    print("\nparameters:")
+    print(f"  {'name':10s} {'default':>10s}  {'unit':22s} {'source':28s} meaning")
+    for q in model.parameter_info:
+        tag = " (covariate)" if q.covariate else ""
+        print(f"  {q.name:10s} {q.default:10.4g}  {q.unit:22s} {q.source[:28]:28s} {q.description}{tag}")
+    print("\nobservables:")
+    for o in model.observable_info:
+        print(f"  {o.name:10s} {o.unit:14s} {o.description}")
+    if model.dose:
+        print(f"\ndose: adds {model.dose.per_kg} × (cells/kg) to {model.dose.target}")
+    return 0
+
+
+def _parse_params(items: list[str]) -> dict[str, float]:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CartkinError(f"--param {item!r}: expected NAME=VALUE")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise CartkinError(f"--param {item!r}: {value!r} is not a number") from None
+        if not math.isfinite(params[name.strip()]):
+            raise CartkinError(f"--param {item!r}: value must be finite")
+    return params
+
+
+def _simulate(args) -> int:
+    import numpy as np
+
+    from .dosing import Infusion, Regimen
+    from .model import load_model
+    from .simulation import simulate
+
+    model = load_model(args.model)
+    params = _parse_params(args.param)
+    for name in params:
+        model.parameter_index(name)
+    if not (math.isfinite(args.days) and args.days > 0):
+        raise CartkinError(f"--days must be a positive number of days, got {args.days}")
+    if not (math.isfinite(args.step) and 0 < args.step <= args.days):
+        raise CartkinError(f"--step must be > 0 and <= --days, got {args.step}")
+    doses = args.dose or []
+    days = args.day or [0.0] * len(doses)
+    if len(days) != len(doses):
+        raise CartkinError(f"{len(doses)} --dose but {len(days)} --day: give one day per dose")
+    infusions = [Infusion(d, dose_per_kg=x) if args.per_kg else Infusion(d, cells=x) for x, d in zip(doses, days)]
+    regimen = Regimen(infusions)
+    times = np.unique(np.append(np.arange(0.0, args.days, args.step), args.days))
+    result = simulate(model, regimen, times, params, rtol=args.rtol, atol=args.atol, method=args.method)
+    result.to_csv(args.output)
+    print(f"{model.name}: {regimen.describe()}; {times.size} time points to day {args.days:g} -> {args.output}")
+    if args.plot:
+        from .report.plots import simulation_figure
+        simulation_figure(result, Path(args.plot))
+        print(f"figure -> {args.plot}")
+    if not result.status.ok:
+        print(f"cartkin: error: the solver failed: {result.status.message} (later rows are empty)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _compare(args) -> int:
+    import dataclasses
+
+    from .scenario import Scenario, compare, default_scenario
+
+    scenario = Scenario.from_toml(args.scenario) if args.scenario else default_scenario()
+    population = scenario.population
+    if args.patients is not None:
+        if args.patients < 1:
+            raise CartkinError(f"--patients must be >= 1, got {args.patients}")
+        population = dataclasses.replace(population, n=args.patients)
+    if args.seed is not None:
+        if args.seed < 0:
+            raise CartkinError(f"--seed must be >= 0, got {args.seed}")
+        population = dataclasses.replace(population, seed=args.seed)
+    scenario = dataclasses.replace(scenario, population=population)
+    if args.threads is not None:
+        import numba
+        if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
+            raise CartkinError(f"--threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}")
+        numba.set_num_threads(args.threads)
+    start = time.perf_counter()
+    print(f"{scenario.name}: {len(scenario.arms)} arms x {scenario.population.n} virtual patients, "
+          f"model {scenario.model.name}, {scenario.horizon:g} days", file=sys.stderr)
+    result = compare(scenario)
+    outdir = Path(args.outdir)
+    files = result.write(outdir)
+    if not args.no_plots:
+        files += result.plot(outdir)
+    print(result.summary)
+    print(f"\n{len(files)} files in {outdir}/ ({', '.join(f.name for f in files)}); "
+          f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _scenario(args) -> int:
+    from importlib import resources
+    sys.stdout.write(resources.files("cartkin.scenario").joinpath("default.toml").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Run a scenario: one virtual population, every arm simulated on it, outcomes summarised per arm.
+
+The same patients receive every arm (a paired comparison). Arm parameter overrides move the typical
+value and keep each patient's random effect: θ_i = θ_arm · exp(η_i).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import metrics
+from ..population import Population, Variability
+from ..progress import as_callback
+from ..report.table import Table, format_number, quantile_text
+from ..simulation.run import simulate_batch
+from .spec import Arm, Scenario
+
+
+@dataclass(frozen=True, eq=False)
+class ArmResult:
+    """One arm's outcomes: time courses of the reported observables and per-patient outcome arrays."""
+    arm: Arm
+    times: np.ndarray
+    curves: dict  # observable name -> n_patients × n_times
+    outcomes: dict  # outcome name -> per-patient array
+    ok: np.ndarray
+    failures: dict
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """Result of `compare`: `.summary` (a Table), `.arms`, `.plot(outdir)`, `.write(outdir)`."""
+    scenario: Scenario
+    arms: tuple[ArmResult, ...]
+    parameters: np.ndarray = field(repr=False)
+
+    @property
+    def summary(self) -> Table:
+        return summary_table(self)
+
+    def write(self, outdir: str | Path) -> list[Path]:
+        """summary.csv, summary.md and patients.csv (per-patient outcomes) in outdir."""
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        table = self.summary
+        table.to_csv(outdir / "summary.csv")
+        (outdir / "summary.md").write_text(_markdown_report(self, table), encoding="utf-8")
+        _write_patients(self, outdir / "patients.csv")
+        return [outdir / "summary.csv", outdir / "summary.md", outdir / "patients.csv"]
+
+    def plot(self, outdir: str | Path) -> list[Path]:
+        """The comparison figures as PNG files in outdir."""
+        from ..report import plots  # matplotlib only when plotting
+        return plots.comparison_figures(self, Path(outdir))
+
+
+def population_for(scenario: Scenario) -> Population:
+    spec = scenario.population
+    variability = Variability(cv=dict(spec.variability_cv), correlation=dict(spec.correlation)) \
+        if spec.variability_cv else None
+    return Population(scenario.model, spec.n, seed=spec.seed, variability=variability,
+                      covariates=dict(spec.covariates) or None)
+
+
+def arm_parameters(scenario: Scenario, base: np.ndarray, arm: Arm) -> np.ndarray:
+    """The population's parameter matrix with the arm's typical-value overrides (random effects kept)."""
+    P = base.copy()
+    model = scenario.model
+    for name, value in arm.parameters.items():
+        j = model.parameter_index(name)
+        typical = model.parameter(name).default
+        if name in scenario.population.variability_cv and typical != 0:
+            P[:, j] = base[:, j] * (value / typical)
+        else:
+            P[:, j] = value
+    return P
+
+
+def compare(scenario: Scenario, progress=None) -> Comparison:
+    """Simulate every arm of `scenario` on one virtual population and compute the outcomes."""
+    base = population_for(scenario).parameters()
+    times = scenario.times()
+    n = base.shape[0]
+    total = n * len(scenario.arms)
+    bar = as_callback(progress, total, f"{len(scenario.arms)} arms x {n} patients")
+    results = []
+    for k, arm in enumerate(scenario.arms):
+        P = arm_parameters(scenario, base, arm)
+        done_before = k * n
+        callback = (lambda done, d0=done_before: bar(d0 + done)) if bar else False
+        batch = simulate_batch(scenario.model, arm.regimen, times, P, rtol=scenario.rtol, atol=scenario.atol,
+                               progress=callback)
+        results.append(_arm_outcomes(scenario, arm, batch, P))
+    return Comparison(scenario, tuple(results), base)
+
+
+def _arm_outcomes(scenario: Scenario, arm: Arm, batch, P) -> ArmResult:
+    model, o, times = scenario.model, scenario.outcomes, batch.times
+    curves = {}
+    outcomes = {}
+    exposure = batch.observable(o.exposure)
+    curves[o.exposure] = exposure
+    summary = metrics.exposure_summary(times, exposure, limit=o.limit)
+    outcomes.update(summary)
+    if o.blast:
+        blast = batch.observable(o.blast)
+        curves[o.blast] = blast
+        outcomes["response"] = metrics.response(times, blast, day=o.response_day, threshold=o.response_threshold)
+        outcomes["mrd_negative"] = metrics.mrd_negative(times, blast, day=o.response_day,
+                                                        threshold=o.mrd_threshold)
+        outcomes["relapse_day"] = metrics.relapse_day(times, blast, threshold=o.response_threshold,
+                                                      response_day=o.response_day)
+        for day in o.relapse_days:
+            outcomes[f"relapse_free_{day:g}"] = metrics.relapse_free(
+                times, blast, at_day=day, threshold=o.response_threshold, response_day=o.response_day)
+    if "b_cells" in model.observables and "B0" in model.parameter_names:
+        b = batch.observable("b_cells")
+        curves["b_cells"] = b
+        threshold = o.aplasia_fraction * P[:, model.parameter_index("B0")]
+        outcomes["aplasia_days"] = metrics.duration_below(times, b, threshold)
+    for name in ("il6", "il10"):
+        if name in model.observables:
+            outcomes[f"peak_{name}"] = metrics.cmax(times, batch.observable(name))
+    ok = batch.ok
+    for key, value in outcomes.items():  # failed patients never count as numbers
+        value = np.asarray(value, dtype=float)
+        value[~ok] = np.nan
+        outcomes[key] = value
+    return ArmResult(arm, times, curves, outcomes, ok, batch.failures())
+
+
+def _quantiles(row: dict, name: str, values: np.ndarray) -> None:
+    v = values[np.isfinite(values)]
+    if v.size:
+        row[name + "_median"], row[name + "_p05"], row[name + "_p95"] = (float(x) for x in
+                                                                         np.percentile(v, [50, 5, 95]))
+    else:
+        row[name + "_median"] = row[name + "_p05"] = row[name + "_p95"] = float("nan")
+
+
+def _percent(values: np.ndarray, ok: np.ndarray) -> float:
+    v = values[ok]
+    return float(100.0 * np.mean(v > 0.5)) if v.size else float("nan")
+
+
+def summary_table(comparison: Comparison) -> Table:
+    """One row per arm: exposure quantiles, response rates, relapse-free rates, aplasia, cytokine peaks."""
+    o = comparison.scenario.outcomes
+    rows = []
+    for res in comparison.arms:
+        out, ok = res.outcomes, res.ok
+        row = {"arm": res.arm.name, "regimen": res.arm.regimen.describe(), "n": int(ok.size),
+               "failed": int((~ok).sum())}
+        for name in ("cmax", "tmax", "auc_0_28", "tlast", "half_life"):
+            _quantiles(row, name, out[name])
+        if o.blast:
+            row["response_pct"] = _percent(out["response"], ok)
+            row["mrd_negative_pct"] = _percent(out["mrd_negative"], ok)
+            for day in o.relapse_days:
+                row[f"relapse_free_{day:g}_pct"] = _percent(out[f"relapse_free_{day:g}"], ok)
+        if "aplasia_days" in out:
+            _quantiles(row, "aplasia_days", out["aplasia_days"])
+        for name in ("peak_il6", "peak_il10"):
+            if name in out:
+                _quantiles(row, name, out[name])
+        rows.append(row)
+    columns = tuple(rows[0].keys())
+    display = [("arm", lambda r: r["arm"]),
+               (f"Cmax {o.exposure}", lambda r: quantile_text(r, "cmax")),
+               ("Tmax d", lambda r: quantile_text(r, "tmax")),
+               ("AUC0-28", lambda r: quantile_text(r, "auc_0_28")),
+               ("Tlast d", lambda r: quantile_text(r, "tlast"))]
+    if o.blast:
+        display += [(f"resp d{o.response_day:g} %", lambda r: format_number(r["response_pct"])),
+                    ("MRD- %", lambda r: format_number(r["mrd_negative_pct"]))]
+        for day in o.relapse_days:
+            display.append((f"RFS d{day:g} %", lambda r, d=day: format_number(r[f"relapse_free_{d:g}_pct"])))
+    if "aplasia_days_median" in rows[0]:
+        display.append(("B aplasia d", lambda r: format_number(r["aplasia_days_median"])))
+    for name, label in (("peak_il6", "IL-6 peak"), ("peak_il10", "IL-10 peak")):
+        if name + "_median" in rows[0]:
+            display.append((label, lambda r, nm=name: format_number(r[nm + "_median"])))
+    if any(r["failed"] for r in rows):
+        display.append(("failed", lambda r: str(r["failed"])))
+    return Table(columns, tuple(rows), tuple(display), title=comparison.scenario.name)
+
+
+def _markdown_report(comparison: Comparison, table: Table) -> str:
+    s = comparison.scenario
+    o = s.outcomes
+    lines = [f"# {s.name}", "", s.description, "",
+             f"Model `{s.model.name}`, {s.population.n} virtual patients (seed {s.population.seed}), "
+             f"horizon {s.horizon:g} days. Medians with 5–95% ranges.", "", table.to_markdown(), "",
+             "Definitions: Cmax, Tmax, AUC0–28 (linear-up/log-down) and Tlast (last day above "
+             f"{o.limit:g}) of `{o.exposure}`."]
+    if o.blast:
+        lines.append(f"Response: `{o.blast}` < {o.response_threshold:g}% on day {o.response_day:g}; MRD-negative: "
+                     f"< {o.mrd_threshold:g}%. Relapse-free (RFS) at day d: responded and `{o.blast}` stayed below "
+                     f"{o.response_threshold:g}% until d (non-responders count as events).")
+    if "b_cells" in s.model.observables:
+        lines.append(f"B-cell aplasia: days with `b_cells` below {o.aplasia_fraction:g} × B0.")
+    for res in comparison.arms:
+        if res.failures:
+            lines.append(f"Arm {res.arm.name}: solver failures {res.failures} (excluded from the summary).")
+    return "\n".join(lines) + "\n"
+
+
+def _write_patients(comparison: Comparison, path: Path) -> None:
+    import csv
+    names = list(comparison.arms[0].outcomes.keys())
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["arm", "patient", "ok", *names])
+        for res in comparison.arms:
+            for i in range(res.ok.size):
+                writer.writerow([res.arm.name, i + 1, int(res.ok[i]),
+                                 *(f"{res.outcomes[k][i]:.6g}" for k in names)])

@@ -1,0 +1,362 @@
+"""Scenario files: a model, a virtual population, treatment arms and the outcomes to report.
+
+A scenario is plain data (frozen dataclasses). `Scenario.from_toml` reads a TOML file with the standard
+library's `tomllib` and checks every key, so a bad file fails with one line naming the key, e.g.
+``arms[2].regimen.dose_per_kg: must be >= 0, got -1``. The layout is documented in README.md and shown
+in full by the built-in default scenario (`cartkin/scenario/default.toml`).
+"""
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..dosing import Infusion, Regimen
+from ..errors import CartkinError
+from ..model.definition import Model, unknown_name_message
+from ..model.registry import load_model
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A treatment arm: a name, parameter overrides (typical values) and a regimen."""
+    name: str
+    regimen: Regimen
+    parameters: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PopulationSpec:
+    """How to draw the virtual patients (shared by all arms, so arms are compared on the same people)."""
+    n: int = 1000
+    seed: int = 0
+    variability_cv: Mapping[str, float] = field(default_factory=dict)  # CV% of log-normal IIV
+    correlation: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    covariates: Mapping[str, Any] = field(default_factory=dict)  # name -> distribution object
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """What to report and the thresholds behind it (defaults follow ../shared/MODEL.md)."""
+    exposure: str = "car_blood"  # observable for Cmax, Tmax, AUC, Tlast
+    limit: float = 0.1  # quantification limit of the exposure observable (Tlast, half-life)
+    blast: str = "blast_pct"  # observable giving marrow blast % (response, MRD, relapse); "" = none
+    response_day: float = 28.0
+    response_threshold: float = 5.0  # blast % below which a patient responds
+    mrd_threshold: float = 0.01  # blast % below which a responder is MRD-negative
+    relapse_days: tuple[float, ...] = (182.5, 365.0)  # relapse-free reported at these days
+    aplasia_fraction: float = 0.1  # B-cell aplasia: b_cells below this fraction of B0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A regimen comparison: `cartkin.compare(scenario)` runs it."""
+    name: str
+    model: Model
+    arms: tuple[Arm, ...]
+    population: PopulationSpec = PopulationSpec()
+    horizon: float = 365.0
+    outcomes: Outcomes = Outcomes()
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    description: str = ""
+
+    def times(self) -> np.ndarray:
+        """Output grid: every 0.25 d to day 28 (for Cmax/Tmax), then daily to the horizon."""
+        early = np.arange(0.0, min(28.0, self.horizon), 0.25)
+        late = np.arange(28.0, self.horizon + 1e-9, 1.0)
+        grid = np.unique(np.concatenate([early, late, [self.horizon]]))
+        return grid[grid <= self.horizon]
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "Scenario":
+        path = Path(path)
+        if not path.is_file():
+            raise CartkinError(f"scenario file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise CartkinError(f"{path}: not valid TOML ({exc})") from None
+        except UnicodeDecodeError:
+            raise CartkinError(f"{path}: not a text file") from None
+        try:
+            return cls.from_dict(data)
+        except CartkinError as exc:
+            raise CartkinError(f"{path.name}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Scenario":
+        return _parse(_Section(data, ""))
+
+
+def default_scenario() -> Scenario:
+    """The META 10-19 question: IL-10 CAR T at 0.1/0.2e6 per kg vs conventional at 0.1/0.2/1e6 per kg."""
+    text = resources.files("cartkin.scenario").joinpath("default.toml").read_text(encoding="utf-8")
+    return Scenario.from_dict(tomllib.loads(text))
+
+
+# ---- parsing with key paths in every error ------------------------------------------------------------
+
+class _Section:
+    """A TOML table with its dotted path, whose getters check types and report unknown keys."""
+
+    def __init__(self, data: Any, path: str):
+        if not isinstance(data, Mapping):
+            raise CartkinError(f"{path or 'the file'}: must be a table, got {type(data).__name__}")
+        self.data = dict(data)
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def get(self, name: str, kind, default=..., check=None):
+        self.used.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise CartkinError(f"{self.key(name)}: missing (required)")
+            return default
+        return _typed(self.data[name], kind, self.key(name), check)
+
+    def section(self, name: str, required: bool = False) -> "_Section":
+        self.used.add(name)
+        if name not in self.data:
+            if required:
+                raise CartkinError(f"{self.key(name)}: missing (required)")
+            return _Section({}, self.key(name))
+        return _Section(self.data[name], self.key(name))
+
+    def finish(self) -> None:
+        extra = sorted(set(self.data) - self.used)
+        if extra:
+            raise CartkinError(f"{self.key(extra[0])}: unknown key")
+
+
+def _typed(value, kind, key, check=None):
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CartkinError(f"{key}: must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise CartkinError(f"{key}: must be finite, got {value!r}")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CartkinError(f"{key}: must be an integer, got {value!r}")
+    elif kind is str:
+        if not isinstance(value, str):
+            raise CartkinError(f"{key}: must be a string, got {value!r}")
+    elif kind is bool:
+        if not isinstance(value, bool):
+            raise CartkinError(f"{key}: must be true or false, got {value!r}")
+    elif kind is list:
+        if not isinstance(value, list):
+            raise CartkinError(f"{key}: must be a list, got {value!r}")
+    if check is not None:
+        message = check(value)
+        if message:
+            raise CartkinError(f"{key}: {message}, got {value!r}")
+    return value
+
+
+def _positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+def _parse(root: _Section) -> Scenario:
+    head = root.section("scenario", required=True)
+    name = head.get("name", str, "scenario")
+    description = head.get("description", str, "")
+    model_name = head.get("model", str)
+    try:
+        model = load_model(model_name)
+    except CartkinError as exc:
+        raise CartkinError(f"scenario.model: {exc}") from None
+    horizon = head.get("horizon_days", float, 365.0, _positive)
+    rtol = head.get("rtol", float, 1e-6, _positive)
+    atol = head.get("atol", float, 1e-9, _positive)
+    head.finish()
+
+    population = _parse_population(root.section("population"), model)
+    outcomes = _parse_outcomes(root.section("outcomes"), model, horizon)
+
+    root.used.add("arms")
+    raw_arms = root.data.get("arms")
+    if raw_arms is None:
+        raise CartkinError("arms: missing (required): add [[arms]] tables")
+    if not isinstance(raw_arms, list) or not raw_arms:
+        raise CartkinError("arms: must be a non-empty list of [[arms]] tables")
+    arms = tuple(_parse_arm(_Section(a, f"arms[{i + 1}]"), model) for i, a in enumerate(raw_arms))
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names):
+        raise CartkinError(f"arms: arm names must be unique (got {names})")
+    root.finish()
+    return Scenario(name=name, model=model, arms=arms, population=population, horizon=horizon,
+                    outcomes=outcomes, rtol=rtol, atol=atol, description=description)
+
+
+def _check_parameter(model: Model, name: str, key: str) -> None:
+    if name not in model.parameter_names:
+        raise CartkinError(f"{key}: {unknown_name_message('parameter', name, model.parameter_names, model.name)}")
+
+
+def _parse_population(sec: _Section, model: Model) -> PopulationSpec:
+    from ..population import covariates as cov  # local: population is a sibling layer
+
+    n = sec.get("n", int, 1000, _positive)
+    seed = sec.get("seed", int, 0, _non_negative)
+    cv_sec = sec.section("variability")
+    cv = {}
+    for pname in cv_sec.data:
+        _check_parameter(model, pname, cv_sec.key(pname))
+        cv[pname] = cv_sec.get(pname, float, check=_non_negative)
+    cv_sec.finish()
+    corr_sec = sec.section("correlation")
+    correlation = {}
+    for pair in corr_sec.data:
+        parts = pair.split("-")
+        if len(parts) != 2:
+            raise CartkinError(f"{corr_sec.key(pair)}: name a pair as \"a-b\" (e.g. \"rho-kappa\")")
+        for pname in parts:
+            _check_parameter(model, pname, corr_sec.key(pair))
+            if pname not in cv:
+                raise CartkinError(f"{corr_sec.key(pair)}: {pname} has no variability to correlate")
+        correlation[(parts[0], parts[1])] = corr_sec.get(
+            pair, float, check=lambda v: None if -1 < v < 1 else "must be between -1 and 1")
+    corr_sec.finish()
+    cov_sec = sec.section("covariates")
+    covariates = {}
+    for pname in cov_sec.data:
+        key = cov_sec.key(pname)
+        _check_parameter(model, pname, key)
+        covariates[pname] = _parse_distribution(_Section(cov_sec.data[pname], key), cov)
+        cov_sec.used.add(pname)
+        if pname in cv:
+            raise CartkinError(f"{key}: {pname} has both variability and a covariate distribution; keep one")
+    cov_sec.finish()
+    sec.finish()
+    return PopulationSpec(n=n, seed=seed, variability_cv=cv, correlation=correlation, covariates=covariates)
+
+
+def _parse_distribution(sec: _Section, cov):
+    kinds = ("lognormal", "normal", "uniform", "fixed", "csv")
+    kind = sec.get("distribution", str, check=lambda v: None if v in kinds else f"must be one of {', '.join(kinds)}")
+    if kind == "lognormal":
+        dist = cov.LogNormal(sec.get("median", float, check=_positive), sec.get("cv", float, check=_non_negative))
+    elif kind == "normal":
+        dist = cov.Normal(sec.get("mean", float), sec.get("sd", float, check=_non_negative),
+                          lower=sec.get("lower", float, None), upper=sec.get("upper", float, None))
+    elif kind == "uniform":
+        dist = cov.Uniform(sec.get("low", float), sec.get("high", float))
+    elif kind == "fixed":
+        dist = cov.Fixed(sec.get("value", float))
+    else:
+        dist = cov.Empirical.from_csv(sec.get("path", str), sec.get("column", str))
+    sec.finish()
+    return dist
+
+
+def _parse_outcomes(sec: _Section, model: Model, horizon: float) -> Outcomes:
+    base = Outcomes()
+    exposure = sec.get("exposure", str, base.exposure)
+    if exposure not in model.observables and exposure not in model.state_names:
+        raise CartkinError(f"{sec.key('exposure')}: "
+                           + unknown_name_message("observable", exposure, model.observables, model.name))
+    blast = sec.get("blast", str, base.blast if base.blast in model.observables else "")
+    if blast and blast not in model.observables:
+        raise CartkinError(f"{sec.key('blast')}: "
+                           + unknown_name_message("observable", blast, model.observables, model.name))
+    days = sec.get("relapse_days", list, list(base.relapse_days))
+    for i, d in enumerate(days):
+        _typed(d, float, f"{sec.key('relapse_days')}[{i}]", _positive)
+        if d > horizon:
+            raise CartkinError(f"{sec.key('relapse_days')}[{i}]: day {d} is beyond the horizon ({horizon:g} d)")
+    response_day = sec.get("response_day", float, base.response_day, _positive)
+    if response_day > horizon:
+        raise CartkinError(f"{sec.key('response_day')}: day {response_day:g} is beyond the horizon ({horizon:g} d)")
+    out = Outcomes(
+        exposure=exposure,
+        limit=sec.get("limit", float, base.limit, _positive),
+        blast=blast,
+        response_day=response_day,
+        response_threshold=sec.get("response_threshold", float, base.response_threshold, _positive),
+        mrd_threshold=sec.get("mrd_threshold", float, base.mrd_threshold, _positive),
+        relapse_days=tuple(float(d) for d in days),
+        aplasia_fraction=sec.get("aplasia_fraction", float, base.aplasia_fraction, _positive),
+    )
+    sec.finish()
+    return out
+
+
+def _parse_arm(sec: _Section, model: Model) -> Arm:
+    name = sec.get("name", str)
+    par_sec = sec.section("parameters")
+    params = {}
+    for pname in par_sec.data:
+        key = par_sec.key(pname)
+        _check_parameter(model, pname, key)
+        value = par_sec.get(pname, float)
+        info = model.parameter(pname)
+        if not info.lower <= value <= info.upper:
+            raise CartkinError(f"{key}: {value:g} is outside the bounds of {pname} [{info.lower:g}, {info.upper:g}]")
+        params[pname] = value
+    par_sec.finish()
+    regimen = _parse_regimen(sec, model)
+    sec.finish()
+    return Arm(name=name, regimen=regimen, parameters=params)
+
+
+def _parse_regimen(arm: _Section, model: Model) -> Regimen:
+    """`regimen = {dose_per_kg = 1e5}` (one infusion on day 0), a split dose
+    `{total_per_kg = 1e6, fractions = [0.1, 0.3, 0.6], days = [0, 1, 2]}`, `{none = true}`, or a list of
+    `[[arms.infusions]]` with time and dose_per_kg | cells | amount (+ target)."""
+    if arm.has("infusions"):
+        if arm.has("regimen"):
+            raise CartkinError(f"{arm.key('regimen')}: give either regimen or infusions, not both")
+        items = arm.get("infusions", list)
+        infusions = []
+        for i, raw in enumerate(items):
+            sec = _Section(raw, f"{arm.key('infusions')}[{i + 1}]")
+            infusions.append(_infusion(sec, sec.get("time", float, 0.0, _non_negative)))
+        return Regimen(infusions)
+    sec = arm.section("regimen", required=True)
+    if sec.get("none", bool, False):
+        sec.finish()
+        return Regimen.none()
+    if sec.has("total_per_kg"):
+        total = sec.get("total_per_kg", float, check=_non_negative)
+        fractions = sec.get("fractions", list)
+        days = sec.get("days", list)
+        for i, v in enumerate(fractions):
+            _typed(v, float, f"{sec.key('fractions')}[{i}]", _non_negative)
+        for i, v in enumerate(days):
+            _typed(v, float, f"{sec.key('days')}[{i}]", _non_negative)
+        sec.finish()
+        try:
+            return Regimen.split(total, [float(f) for f in fractions], [float(d) for d in days])
+        except CartkinError as exc:
+            raise CartkinError(f"{sec.path}: {exc}") from None
+    time = sec.get("time", float, 0.0, _non_negative)
+    return Regimen([_infusion(sec, time)])
+
+
+def _infusion(sec: _Section, time: float) -> Infusion:
+    given = [k for k in ("dose_per_kg", "cells", "amount") if sec.has(k)]
+    if len(given) != 1:
+        raise CartkinError(f"{sec.path}: give exactly one of dose_per_kg, cells or amount"
+                           + (f" (got {', '.join(given)})" if given else ""))
+    value = sec.get(given[0], float, check=_non_negative)
+    target = sec.get("target", str, None)
+    sec.finish()
+    return Infusion(time, **{given[0]: value}, target=target)
