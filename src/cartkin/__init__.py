@@ -10,7 +10,11 @@ from . import solve
 from .model import DoseInput, Model, Observable, Parameter, State, list_models, load_model
 from .dosing import Infusion, Regimen
 from .simulation import BatchResult, SimulationResult, Solver, Status, simulate, simulate_batch
+from . import metrics
+from .population import Population, Variability
+from .scenario import Scenario, compare, default_scenario
 
 __all__ = ["CartkinError", "DoseInput", "Model", "Observable", "Parameter", "State",
            "list_models", "load_model", "Infusion", "Regimen", "BatchResult", "SimulationResult",
-           "Solver", "Status", "simulate", "simulate_batch"]
+           "Solver", "Status", "simulate", "simulate_batch", "metrics", "Population", "Variability",
+           "Scenario", "compare", "default_scenario"]

@@ -184,7 +184,7 @@ def _compare(args) -> int:
         numba.set_num_threads(args.threads)
     start = time.perf_counter()
     print(f"{scenario.name}: {len(scenario.arms)} arms x {scenario.population.n} virtual patients, "
-          f"model {scenario.model.name}, {scenario.horizon:g} days", file=sys.stderr)
+          f"model {scenario.model.name}, {scenario.horizon:g} days", flush=True)
     result = compare(scenario)
     outdir = Path(args.outdir)
     files = result.write(outdir)
@@ -192,7 +192,7 @@ def _compare(args) -> int:
         files += result.plot(outdir)
     print(result.summary)
     print(f"\n{len(files)} files in {outdir}/ ({', '.join(f.name for f in files)}); "
-          f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+          f"{time.perf_counter() - start:.1f} s")
     return 0
 
 
