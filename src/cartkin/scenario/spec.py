@@ -277,12 +277,12 @@ def _parse_outcomes(sec: _Section, model: Model, horizon: float) -> Outcomes:
     if blast and blast not in model.observables:
         raise CartkinError(f"{sec.key('blast')}: "
                            + unknown_name_message("observable", blast, model.observables, model.name))
-    days = sec.get("relapse_days", list, list(base.relapse_days))
+    days = sec.get("relapse_days", list, [d for d in base.relapse_days if d <= horizon])
     for i, d in enumerate(days):
         _typed(d, float, f"{sec.key('relapse_days')}[{i}]", _positive)
         if d > horizon:
             raise CartkinError(f"{sec.key('relapse_days')}[{i}]: day {d} is beyond the horizon ({horizon:g} d)")
-    response_day = sec.get("response_day", float, base.response_day, _positive)
+    response_day = sec.get("response_day", float, min(base.response_day, horizon), _positive)
     if response_day > horizon:
         raise CartkinError(f"{sec.key('response_day')}: day {response_day:g} is beyond the horizon ({horizon:g} d)")
     out = Outcomes(

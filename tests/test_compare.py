@@ -1,0 +1,170 @@
+"""Regimen comparison: reproducibility, thread independence, biological sanity, scenario errors, CLI."""
+import dataclasses
+import csv
+
+import numba
+import numpy as np
+import pytest
+
+import cartkin
+from cartkin import CartkinError
+from cartkin.cli import main
+from cartkin.scenario import Scenario, compare, default_scenario
+
+SMALL = 200
+
+
+def small(scenario=None, n=SMALL, seed=None):
+    scenario = scenario or default_scenario()
+    population = dataclasses.replace(scenario.population, n=n, seed=scenario.population.seed if seed is None else seed)
+    return dataclasses.replace(scenario, population=population)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return compare(small(), progress=False)
+
+
+def arm(res, name):
+    return next(a for a in res.arms if a.arm.name == name)
+
+
+def test_default_scenario_poses_the_meta_10_19_question():
+    s = default_scenario()
+    assert s.model.name == "il10" and s.population.n >= 1000
+    doses = {(a.parameters["armored"], a.regimen.total_per_kg) for a in s.arms}
+    assert doses == {(1, 1e5), (1, 2e5), (0, 1e5), (0, 2e5), (0, 1e6)}
+
+
+def test_same_seed_gives_an_identical_summary(result):
+    again = compare(small(), progress=False)
+    assert str(again.summary) == str(result.summary)
+    assert again.summary.rows == result.summary.rows
+    other = compare(small(seed=99), progress=False)
+    assert other.summary.rows != result.summary.rows
+
+
+def test_one_and_two_threads_give_identical_results(result):
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = compare(small(), progress=False)
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(one.arms, result.arms):
+        for key in a.outcomes:
+            np.testing.assert_array_equal(a.outcomes[key], b.outcomes[key])
+
+
+def test_dose_barely_moves_cmax(result):
+    low = np.nanmedian(arm(result, "Conventional 0.1e6/kg").outcomes["cmax"])
+    high = np.nanmedian(arm(result, "Conventional 1e6/kg (label-like)").outcomes["cmax"])
+    assert 0.8 < high / low < 1.25  # a 10-fold dose range moves the peak by well under 25%
+
+
+def test_il10_cells_persist_longer_than_conventional_at_the_same_dose(result):
+    il10 = arm(result, "IL-10 CAR T 0.1e6/kg")
+    conventional = arm(result, "Conventional 0.1e6/kg")
+    t = il10.times
+    late = t >= 180
+    assert np.nanmedian(il10.curves["car_blood"][:, late]) > 1.1 * np.nanmedian(conventional.curves["car_blood"][:, late])
+    # paired: most patients keep more CAR T cells at one year with IL-10
+    assert np.mean(il10.curves["car_blood"][:, -1] > conventional.curves["car_blood"][:, -1]) > 0.8
+
+
+def test_no_car_t_means_no_response():
+    s = small(n=50)
+    none = cartkin.scenario.Arm("no CAR T", cartkin.Regimen.none(), {"armored": 0})
+    res = compare(dataclasses.replace(s, arms=(none,)), progress=False)
+    assert np.all(res.arms[0].outcomes["response"] == 0)
+    assert np.all(res.arms[0].outcomes["cmax"] == 0)
+
+
+def test_outputs_are_written(tmp_path, result):
+    files = result.write(tmp_path) + result.plot(tmp_path)
+    for f in files:
+        assert f.exists() and f.stat().st_size > 0
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert [r["arm"] for r in rows] == [a.arm.name for a in result.arms]
+    assert float(rows[0]["response_pct"]) > 50
+
+
+BASE = """
+[scenario]
+name = "test"
+model = "il10"
+horizon_days = 60
+
+[population]
+n = 20
+seed = 1
+
+[population.variability]
+rho = 20
+
+[[arms]]
+name = "a"
+parameters = { armored = 1 }
+regimen = { dose_per_kg = 1e5 }
+"""
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.replace("rho = 20", "rhoo = 20"), "population.variability.rhoo: unknown parameter 'rhoo'"),
+    (lambda s: s.replace("dose_per_kg = 1e5", "dose_per_kg = -1e5"), "arms[1].regimen.dose_per_kg: must be >= 0"),
+    (lambda s: s.replace('name = "a"\n', ""), "arms[1].name: missing"),
+    (lambda s: s.replace("n = 20", 'n = "twenty"'), "population.n: must be an integer"),
+    (lambda s: s.replace('model = "il10"', 'model = "il11"'), "scenario.model: unknown model 'il11'"),
+    (lambda s: s.replace("armored = 1", "armoured = 1"), "arms[1].parameters.armoured: unknown parameter"),
+    (lambda s: s.replace("horizon_days = 60", "horizon_days = 60\nhorizon = 3"), "scenario.horizon: unknown key"),
+    (lambda s: s + "\n[outcomes]\nrelapse_days = [400]\n", "outcomes.relapse_days[0]: day 400 is beyond"),
+    (lambda s: s.replace("[population]", "[population"), "not valid TOML"),
+])
+def test_bad_scenarios_name_the_key(tmp_path, capsys, edit, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(edit(BASE))
+    with pytest.raises(CartkinError) as err:
+        Scenario.from_toml(path)
+    assert message in str(err.value)
+    assert main(["compare", str(path), "-o", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("cartkin: error: ") and message in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_cli_compare_runs_a_scenario_file(tmp_path, capsys):
+    path = tmp_path / "ok.toml"
+    path.write_text(BASE)
+    assert main(["compare", str(path), "-o", str(tmp_path / "out"), "--no-plots"]) == 0
+    assert "test" in capsys.readouterr().out
+    assert (tmp_path / "out" / "summary.md").exists()
+
+
+def test_cli_models_and_simulate(tmp_path, capsys):
+    assert main(["models"]) == 0
+    assert "stein2019" in capsys.readouterr().out
+    assert main(["models", "il10"]) == 0
+    assert "e_mem" in capsys.readouterr().out
+    out = tmp_path / "one.csv"
+    png = tmp_path / "one.png"
+    assert main(["simulate", "--model", "il10", "--dose", "0.1e6", "--per-kg", "--days", "60",
+                 "--param", "armored=0", "-o", str(out), "--plot", str(png)]) == 0
+    header = out.read_text().splitlines()[0].split(",")
+    model = cartkin.load_model("il10")
+    assert header == ["time", *model.state_names, *model.observables]
+    assert png.stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["models", "il11"], "unknown model"),
+    (["simulate", "--param", "rho"], "expected NAME=VALUE"),
+    (["simulate", "--param", "rhoo=1"], "unknown parameter 'rhoo'"),
+    (["simulate", "--dose", "-5", "--per-kg"], "must not be negative"),
+    (["simulate", "--days", "-1"], "--days"),
+    (["simulate", "--param", "rho=nan"], "finite"),
+    (["compare", "missing.toml"], "scenario file not found"),
+])
+def test_cli_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
+    assert main(argv + (["-o", str(tmp_path / "x.csv")] if argv[0] == "simulate" else [])) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
