@@ -120,18 +120,16 @@ def comparison_figures(comparison, outdir: Path) -> list[Path]:
         # 5. relapse-free curves (every patient followed to the horizon: no censoring)
         fig, ax = plt.subplots(figsize=(8, 5))
         days = np.linspace(o.response_day, s.horizon, 400)
+        lowest = 100.0
         for i, res in enumerate(arms):
             ok = res.ok
             responded = res.outcomes["response"][ok] > 0.5
             relapse = res.outcomes["relapse_day"][ok]
             in_response = [np.mean(responded & ~(relapse <= d)) * 100 for d in days]
             ax.step(days, in_response, where="post", color=_colour(i), linewidth=1.8, label=res.arm.name)
-        lowest = 100.0
+            lowest = min(lowest, min(in_response))
         for d in o.relapse_days:
             ax.axvline(d, color="grey", linestyle=":", linewidth=1)
-        for line in ax.get_lines():
-            if len(line.get_ydata()):
-                lowest = min(lowest, float(np.min(line.get_ydata())))
         ax.set_ylim(max(0.0, lowest - 10.0), 101)
         ax.set_xlabel("days after infusion")
         ax.set_ylabel("% relapse-free (non-responders count as events)")
