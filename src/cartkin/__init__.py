@@ -13,8 +13,9 @@ from .simulation import BatchResult, SimulationResult, Solver, Status, simulate,
 from . import metrics
 from .population import Population, Variability
 from .scenario import Scenario, compare, default_scenario
+from .fitting import fit, read_data
 
 __all__ = ["CartkinError", "DoseInput", "Model", "Observable", "Parameter", "State",
            "list_models", "load_model", "Infusion", "Regimen", "BatchResult", "SimulationResult",
            "Solver", "Status", "simulate", "simulate_batch", "metrics", "Population", "Variability",
-           "Scenario", "compare", "default_scenario"]
+           "Scenario", "compare", "default_scenario", "fit", "read_data"]

@@ -1,213 +1,375 @@
 """Exposure and response metrics from simulated (or observed) time courses.
 
-Every function takes `times` (1-D, days, sorted) and `values` of one subject (1-D) or many
-(n_subjects × n_times) and returns a scalar or a per-subject array. Rows with NaN (failed solves) give
-NaN, never numbers.
+Every function takes `times` (1-D, days, non-decreasing; a repeated time marks a jump such as a dose)
+and `values` of one subject (1-D) or many (n_subjects × n_times). One subject gives a scalar, many give
+one entry per subject. A row containing NaN or infinity is a failed subject: its result is NaN, never a
+number. Yes/no outcomes (`response`, `mrd_negative`, `relapse_free`) are a bool for one subject and a
+float array of 1.0 / 0.0 / NaN for many, so that failed subjects stay distinguishable from "no".
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import CartkinError
+from cartkin.errors import CartkinError
+
+__all__ = ["cmax", "tmax", "auc", "terminal_half_life", "tlast", "duration_below", "response",
+           "mrd_negative", "relapse_day", "relapse_free", "exposure_summary"]
+
+_LN2 = float(np.log(2.0))
+_ADJUSTED_R2_TOLERANCE = 1e-4  # WinNonlin best-fit rule: within this of the best, prefer more points
+_MIN_TERMINAL_POINTS = 3
 
 
-def _prepare(times, values):
-    t = np.asarray(times, dtype=float)
-    v = np.asarray(values, dtype=float)
-    if t.ndim != 1 or t.size < 2:
-        raise CartkinError("times must be a 1-D array of at least two time points")
-    if not np.all(np.isfinite(t)) or np.any(np.diff(t) < 0):
-        raise CartkinError("times must be finite and sorted")
+# ---------------------------------------------------------------------------------------------------
+# input handling
+
+def _prepare(times, values) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Checked float copies: times (1-D), values as 2-D rows, and whether the input was one subject."""
+    try:
+        t = np.asarray(times, dtype=float)
+    except (TypeError, ValueError):
+        raise CartkinError("times must be numbers") from None
+    try:
+        v = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise CartkinError("values must be numbers") from None
+    if t.ndim != 1 or t.size == 0:
+        raise CartkinError(f"times must be a non-empty 1-D array, got shape {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise CartkinError("times contain NaN or infinite values")
+    if np.any(np.diff(t) < 0):
+        raise CartkinError("times must be sorted in increasing order")
+    if v.ndim not in (1, 2):
+        raise CartkinError(f"values must be 1-D (one subject) or 2-D (subjects × times), got shape {v.shape}")
     single = v.ndim == 1
-    v2 = v[None, :] if single else v
-    if v2.ndim != 2 or v2.shape[1] != t.size:
+    rows = v[None, :] if single else v
+    if rows.shape[1] != t.size:
         raise CartkinError(f"values must have {t.size} columns (one per time), got shape {v.shape}")
-    return t, v2, single
+    return t, rows, single
 
 
-def _finish(result, single):
-    result = np.asarray(result)
-    return result[0].item() if single else result
+def _failed(rows: np.ndarray) -> np.ndarray:
+    """Rows that are failed subjects (any NaN or infinite value)."""
+    return ~np.all(np.isfinite(rows), axis=1)
 
 
-def _bad_rows(v):
-    return ~np.all(np.isfinite(v), axis=1)
+def _number(x, name: str) -> float:
+    """A finite scalar argument, or a one-line error naming it."""
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        raise CartkinError(f"{name} must be a number, got {x!r}") from None
+    if not np.isfinite(value):
+        raise CartkinError(f"{name} must be finite, got {value}")
+    return value
 
 
-def cmax(times, values):
-    """Maximum value."""
-    t, v, single = _prepare(times, values)
-    out = np.max(np.where(np.isfinite(v), v, -np.inf), axis=1)
-    out[_bad_rows(v)] = np.nan
-    return _finish(out, single)
+def _snap(t: np.ndarray, day: float) -> float:
+    """`day` moved onto the first/last time when it is off by rounding only."""
+    tol = 1e-9 * max(1.0, abs(t[0]), abs(t[-1]))
+    if t[-1] < day <= t[-1] + tol:
+        return float(t[-1])
+    if t[0] - tol <= day < t[0]:
+        return float(t[0])
+    return day
 
 
-def tmax(times, values):
-    """First time of the maximum."""
-    t, v, single = _prepare(times, values)
-    out = t[np.argmax(np.where(np.isfinite(v), v, -np.inf), axis=1)].astype(float)
-    out[_bad_rows(v)] = np.nan
-    return _finish(out, single)
+def _day_inside(t: np.ndarray, day, what: str) -> float:
+    """A checked day inside the simulated times."""
+    day = _snap(t, _number(day, f"{what} day"))
+    if not t[0] <= day <= t[-1]:
+        raise CartkinError(f"{what}: day {day:g} is outside the simulated times [{t[0]:g}, {t[-1]:g}]")
+    return day
 
 
-def _interp_at(t, v, at):
-    """Linear interpolation of each row at time `at` (a scalar inside [t0, t_end])."""
-    j = np.searchsorted(t, at, side="right") - 1
-    j = min(max(j, 0), t.size - 2)
-    w = (at - t[j]) / (t[j + 1] - t[j]) if t[j + 1] > t[j] else 0.0
-    return v[:, j] + w * (v[:, j + 1] - v[:, j])
+def _scalar(out: np.ndarray, single: bool):
+    """A Python float for one subject, the array for many."""
+    return float(out[0]) if single else out
 
 
-def auc(times, values, start: float = 0.0, end: float | None = None):
-    """Area under the curve from start to end, linear-up / log-down trapezoid."""
-    t, v, single = _prepare(times, values)
-    end = t[-1] if end is None else float(end)
-    if start < t[0] or end > t[-1] + 1e-9 or end <= start:
+def _yes_no(flag: np.ndarray, failed: np.ndarray, single: bool):
+    """bool for one subject (NaN if it failed); 1.0 / 0.0 / NaN per subject for many."""
+    out = flag.astype(float)
+    out[failed] = np.nan
+    if single:
+        return float("nan") if failed[0] else bool(flag[0])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# interpolation and log-down pieces
+
+def _log_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ln(b / a) for positive a, b, accurate also when b is close to a."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        near = -0.5 * a < b - a
+        return np.where(near, np.log1p((b - a) / a), np.log(b) - np.log(a))
+
+
+def _interpolate(t: np.ndarray, rows: np.ndarray, at: float, right: bool, log_down: bool) -> np.ndarray:
+    """Each row's value at time `at` inside [t0, t_end].
+
+    At a repeated time, `right` picks the value after the jump (else the one before). Between samples
+    the interpolation is linear, or log-linear on a decreasing segment with both ends > 0 when
+    `log_down` (consistent with the linear-up/log-down AUC).
+    """
+    k = int(np.searchsorted(t, at, side="left"))
+    if k < t.size and t[k] == at:
+        j = int(np.searchsorted(t, at, side="right")) - 1 if right else k
+        return rows[:, j].copy()
+    a, b = rows[:, k - 1], rows[:, k]
+    w = (at - t[k - 1]) / (t[k] - t[k - 1])
+    linear = a + w * (b - a)
+    if not log_down:
+        return linear
+    use_log = (b < a) & (a > 0) & (b > 0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        logged = a * np.exp(w * _log_ratio(a, b))
+    return np.where(use_log, logged, linear)
+
+
+def _trapezoids(dt: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Linear-up/log-down trapezoid areas of segments from a to b lasting dt."""
+    linear = 0.5 * (a + b) * dt
+    use_log = (b < a) & (a > 0) & (b > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logged = (b - a) * dt / _log_ratio(a, b)
+    return np.where(use_log, logged, linear)
+
+
+# ---------------------------------------------------------------------------------------------------
+# exposure
+
+def cmax(times, values) -> float | np.ndarray:
+    """Maximum value (Cmax): the peak expansion of CAR T cells, or the peak of a cytokine."""
+    t, rows, single = _prepare(times, values)
+    out = np.full(rows.shape[0], np.nan)
+    ok = ~_failed(rows)
+    out[ok] = rows[ok].max(axis=1)
+    return _scalar(out, single)
+
+
+def tmax(times, values) -> float | np.ndarray:
+    """Time of the maximum (Tmax); the first such time when the peak value repeats."""
+    t, rows, single = _prepare(times, values)
+    out = np.full(rows.shape[0], np.nan)
+    ok = ~_failed(rows)
+    out[ok] = t[np.argmax(rows[ok], axis=1)]
+    return _scalar(out, single)
+
+
+def auc(times, values, start: float = 0.0, end: float | None = None) -> float | np.ndarray:
+    """Area under the curve from `start` to `end` (default: the last time), linear-up/log-down trapezoid.
+
+    A segment uses the log trapezoid when the value decreases and both ends are > 0 (exact for an
+    exponential decline), otherwise the linear one. Values at `start`/`end` between samples are
+    interpolated the same way. AUC0–28 is `auc(t, y, 0, 28)`, AUC0–84 is `auc(t, y, 0, 84)`.
+    """
+    t, rows, single = _prepare(times, values)
+    start = _snap(t, _number(start, "AUC start"))
+    end = float(t[-1]) if end is None else _snap(t, _number(end, "AUC end"))
+    if start < t[0] or end > t[-1]:
         raise CartkinError(f"AUC interval [{start:g}, {end:g}] must lie within the simulated times "
                            f"[{t[0]:g}, {t[-1]:g}]")
+    if end < start:
+        raise CartkinError(f"AUC end {end:g} is before its start {start:g}")
+    out = np.full(rows.shape[0], np.nan)
+    ok = ~_failed(rows)
+    if end == start:
+        out[ok] = 0.0
+        return _scalar(out, single)
+    r = rows[ok]
     inner = (t > start) & (t < end)
     tt = np.concatenate([[start], t[inner], [end]])
-    vv = np.column_stack([_interp_at(t, v, start), v[:, inner], _interp_at(t, v, end)])
-    dt = np.diff(tt)
-    a, b = vv[:, :-1], vv[:, 1:]
-    linear = 0.5 * (a + b) * dt
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logdown = (a - b) * dt / np.log(a / b)
-    use_log = (b < a) & (a > 0) & (b > 0)
-    out = np.where(use_log, logdown, linear).sum(axis=1)
-    out[_bad_rows(v)] = np.nan
-    return _finish(out, single)
+    vv = np.column_stack([_interpolate(t, r, start, right=True, log_down=True), r[:, inner],
+                          _interpolate(t, r, end, right=False, log_down=True)])
+    out[ok] = _trapezoids(np.diff(tt), vv[:, :-1], vv[:, 1:]).sum(axis=1)
+    return _scalar(out, single)
 
 
-def terminal_half_life(times, values, limit: float | None = None, min_points: int = 3):
-    """ln 2 / λz from a log-linear fit of the terminal phase after Tmax.
+def terminal_half_life(times, values, n_points: int | None = None,
+                       limit: float | None = None) -> float | np.ndarray:
+    """Terminal half-life ln 2 / λz from a log-linear regression on the last points after Tmax.
 
-    The number of last points (≥ min_points) is the one with the best adjusted R² (within 1e-4, more
-    points preferred), as in WinNonlin's best-fit rule. NaN when the phase does not decline.
+    Only points strictly after Tmax with a value > 0 and > `limit` (the quantification limit, if given)
+    enter. With `n_points` the last `n_points` of them are used; otherwise the number (≥ 3) with the best
+    adjusted R² is chosen, preferring more points among fits within 1e-4 of the best (WinNonlin's
+    best-fit rule; fits that do not decline are not candidates). NaN when no fit of ≥ 3 points declines.
     """
-    t, v, single = _prepare(times, values)
-    out = np.full(v.shape[0], np.nan)
-    for i in range(v.shape[0]):
-        row = v[i]
-        if not np.all(np.isfinite(row)):
-            continue
-        k = int(np.argmax(row))
-        keep = np.arange(t.size) > k
-        keep &= row > (limit if limit is not None else 0.0)
-        tt, yy = t[keep][::-1], np.log(row[keep])[::-1]  # from the last point backwards
-        if tt.size < min_points:
-            continue
-        n = np.arange(1, tt.size + 1, dtype=float)
-        sx, sy = np.cumsum(tt), np.cumsum(yy)
-        sxx, sxy, syy = np.cumsum(tt * tt), np.cumsum(tt * yy), np.cumsum(yy * yy)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            vx = sxx - sx * sx / n
-            vy = syy - sy * sy / n
-            cxy = sxy - sx * sy / n
-            slope = cxy / vx
-            r2 = np.where(vy > 0, cxy * cxy / (vx * vy), 1.0)
-            adj = 1 - (1 - r2) * (n - 1) / (n - 2)
-        usable = (n >= min_points) & (slope < 0) & np.isfinite(adj)
-        if not usable.any():
-            continue
-        best_adj = adj[usable].max()
-        choice = np.flatnonzero(usable & (adj >= best_adj - 1e-4)).max()  # prefer more points
-        best = np.log(2) / -slope[choice]
-        out[i] = best
-    return _finish(out, single)
+    t, rows, single = _prepare(times, values)
+    if n_points is not None:
+        if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)):
+            raise CartkinError(f"n_points must be a whole number, got {n_points!r}")
+        if n_points < _MIN_TERMINAL_POINTS:
+            raise CartkinError(f"n_points must be at least {_MIN_TERMINAL_POINTS}, got {n_points}")
+    floor = 0.0 if limit is None else max(0.0, _number(limit, "limit"))
+    out = np.full(rows.shape[0], np.nan)
+    ok = ~_failed(rows)
+    r = rows[ok]
+    if r.size == 0:
+        return _scalar(out, single)
+
+    after_peak = np.arange(t.size)[None, :] > np.argmax(r, axis=1)[:, None]
+    keep = after_peak & (r > floor)
+    with np.errstate(divide="ignore"):
+        y = np.where(keep, np.log(np.where(keep, r, 1.0)), 0.0)
+    kf = keep.astype(float)
+    count = np.maximum(kf.sum(axis=1, keepdims=True), 1.0)
+    # shift x and y (does not change slope or R²) to keep the running sums well conditioned
+    x = np.where(keep, t[None, :] - t[-1], 0.0)
+    y = np.where(keep, y - y.sum(axis=1, keepdims=True) / count, 0.0)
+
+    def from_the_end(a: np.ndarray) -> np.ndarray:
+        return np.cumsum(a[:, ::-1], axis=1)[:, ::-1]
+
+    # column j holds the fit through the kept points from j to the last time
+    n = from_the_end(kf)
+    sx, sy = from_the_end(x), from_the_end(y)
+    sxx, sxy, syy = from_the_end(x * x), from_the_end(x * y), from_the_end(y * y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vx = sxx - sx * sx / n
+        vy = syy - sy * sy / n
+        cxy = sxy - sx * sy / n
+        slope = cxy / vx
+        r2 = np.clip(cxy * cxy / (vx * vy), 0.0, 1.0)
+        adjusted = 1.0 - (1.0 - r2) * (n - 1.0) / (n - 2.0)
+    candidate = keep & (n >= _MIN_TERMINAL_POINTS) & (vx > 0) & (vy > 0) & (slope < 0) & np.isfinite(adjusted)
+    if n_points is not None:
+        candidate &= n == n_points
+    else:
+        best = np.max(np.where(candidate, adjusted, -np.inf), axis=1, keepdims=True)
+        candidate &= adjusted >= best - _ADJUSTED_R2_TOLERANCE
+    found = candidate.any(axis=1)
+    choice = np.argmax(candidate, axis=1)  # the first candidate column = the most points
+    chosen_slope = slope[np.arange(r.shape[0]), choice]
+    result = np.full(r.shape[0], np.nan)
+    result[found] = _LN2 / -chosen_slope[found]
+    out[ok] = result
+    return _scalar(out, single)
 
 
-def tlast(times, values, limit: float):
-    """Last time with a value above `limit` (NaN if never above)."""
-    t, v, single = _prepare(times, values)
-    above = v > limit
-    idx = t.size - 1 - np.argmax(above[:, ::-1], axis=1)
-    out = np.where(above.any(axis=1), t[idx], np.nan)
-    out[_bad_rows(v)] = np.nan
-    return _finish(out, single)
+def tlast(times, values, limit: float) -> float | np.ndarray:
+    """Last time with a value above `limit` (the quantification limit); NaN if never above."""
+    t, rows, single = _prepare(times, values)
+    limit = _number(limit, "limit")
+    out = np.full(rows.shape[0], np.nan)
+    ok = ~_failed(rows)
+    above = rows[ok] > limit
+    last = t.size - 1 - np.argmax(above[:, ::-1], axis=1)
+    out[ok] = np.where(above.any(axis=1), t[last], np.nan)
+    return _scalar(out, single)
 
 
-def duration_below(times, values, threshold):
-    """Days spent below `threshold` (scalar or one per subject), crossings located by linear interpolation."""
-    t, v, single = _prepare(times, values)
-    thr = np.broadcast_to(np.asarray(threshold, dtype=float).reshape(-1, 1) if np.ndim(threshold) else
-                          np.asarray(threshold, dtype=float), (v.shape[0], 1))
-    d = v - thr  # below where d < 0
+def duration_below(times, values, threshold) -> float | np.ndarray:
+    """Days from the first time to the last spent strictly below `threshold`.
+
+    Crossings are located by linear interpolation. `threshold` is a scalar or one value per subject
+    (B-cell aplasia: b_cells below 0.1 × each patient's B0).
+    """
+    t, rows, single = _prepare(times, values)
+    try:
+        thr = np.asarray(threshold, dtype=float)
+    except (TypeError, ValueError):
+        raise CartkinError("threshold must be a number or one number per subject") from None
+    if thr.ndim > 1 or (thr.ndim == 1 and thr.size != rows.shape[0]):
+        raise CartkinError(f"threshold must be a scalar or have one value per subject ({rows.shape[0]}), "
+                           f"got shape {thr.shape}")
+    thr = np.broadcast_to(thr.reshape(-1, 1) if thr.ndim else thr, (rows.shape[0], 1))
+    d = rows - thr  # below where d < 0
     a, b = d[:, :-1], d[:, 1:]
     dt = np.diff(t)
     with np.errstate(divide="ignore", invalid="ignore"):
-        frac_cross = np.where(a != b, a / (a - b), 0.0)
-    both = (a < 0) & (b < 0)
-    down = (a >= 0) & (b < 0)  # enters below within the interval
-    up = (a < 0) & (b >= 0)
-    part = np.where(both, dt, 0.0)
-    part += np.where(down, dt * (1 - frac_cross), 0.0)
-    part += np.where(up, dt * frac_cross, 0.0)
-    out = part.sum(axis=1)
-    out[_bad_rows(v)] = np.nan
-    return _finish(out, single)
+        crossing = np.where(a != b, a / (a - b), 0.0)  # fraction of the segment before the crossing
+    below = np.where((a < 0) & (b < 0), dt, 0.0)
+    below += np.where((a >= 0) & (b < 0), dt * (1.0 - crossing), 0.0)  # goes below inside the segment
+    below += np.where((a < 0) & (b >= 0), dt * crossing, 0.0)  # comes back up inside the segment
+    out = below.sum(axis=1)
+    out[_failed(rows) | ~np.isfinite(thr[:, 0])] = np.nan
+    return _scalar(out, single)
 
 
-def _value_at(t, v, day, name):
-    if not t[0] <= day <= t[-1]:
-        raise CartkinError(f"{name}: day {day:g} is outside the simulated times [{t[0]:g}, {t[-1]:g}]")
-    return _interp_at(t, v, day)
+# ---------------------------------------------------------------------------------------------------
+# response and relapse (marrow blast %)
+
+def response(times, blast_pct, day: float = 28.0, threshold: float = 5.0) -> bool | float | np.ndarray:
+    """Response on `day`: blast % (linearly interpolated) below `threshold` (5%: CR/CRi/MLFS)."""
+    t, rows, single = _prepare(times, blast_pct)
+    day = _day_inside(t, day, "response")
+    threshold = _number(threshold, "threshold")
+    return _yes_no(_interpolate(t, rows, day, right=True, log_down=False) < threshold, _failed(rows), single)
 
 
-def response(times, blast_pct, day: float = 28.0, threshold: float = 5.0):
-    """Response on `day`: blast % below threshold (1.0 / 0.0; NaN for failed rows)."""
-    t, v, single = _prepare(times, blast_pct)
-    out = (_value_at(t, v, day, "response") < threshold).astype(float)
-    out[_bad_rows(v)] = np.nan
-    return _finish(out, single)
-
-
-def mrd_negative(times, blast_pct, day: float = 28.0, threshold: float = 0.01):
+def mrd_negative(times, blast_pct, day: float = 28.0, threshold: float = 0.01) -> bool | float | np.ndarray:
     """MRD negativity on `day`: blast % below 0.01% by default."""
     return response(times, blast_pct, day=day, threshold=threshold)
 
 
-def relapse_day(times, blast_pct, threshold: float = 5.0, response_day: float = 28.0):
-    """First day after a day-`response_day` response when blast % climbs back to `threshold`.
+def _relapse(t: np.ndarray, rows: np.ndarray, threshold: float, response_day: float):
+    """(responded on response_day, first relapse day or NaN) per row, for rows without failures."""
+    at_response = _interpolate(t, rows, response_day, right=True, log_down=False)
+    responded = at_response < threshold
+    later = t > response_day
+    tt = np.concatenate([[response_day], t[later]])
+    vv = np.column_stack([at_response, rows[:, later]])
+    if tt.size == 1:  # the response day is the last time: no room to relapse
+        return responded, np.full(rows.shape[0], np.nan)
+    hits = vv >= threshold
+    relapsed = responded & hits.any(axis=1)
+    j = np.maximum(np.argmax(hits, axis=1), 1)  # responders start below, so the first hit is at j >= 1
+    idx = np.arange(rows.shape[0])
+    a, b = vv[idx, j - 1], vv[idx, j]
+    t0, t1 = tt[j - 1], tt[j]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossing = np.where((t1 > t0) & (b > a), t0 + (threshold - a) / (b - a) * (t1 - t0), t1)
+    return responded, np.where(relapsed, crossing, np.nan)
 
-    NaN for non-responders and for responders who do not relapse within the horizon.
+
+def relapse_day(times, blast_pct, threshold: float = 5.0, response_day: float = 28.0) -> float | np.ndarray:
+    """First day after a `response_day` response on which blast % climbs back to `threshold`.
+
+    The crossing is located by linear interpolation. NaN for non-responders and for responders who do
+    not relapse within the simulated times.
     """
-    t, v, single = _prepare(times, blast_pct)
-    responded = _value_at(t, v, response_day, "relapse_day") < threshold
-    out = np.full(v.shape[0], np.nan)
-    after = t >= response_day
-    ta, va = t[after], v[:, after]
-    for i in np.flatnonzero(responded & ~_bad_rows(v)):
-        hits = np.flatnonzero(va[i] >= threshold)
-        if hits.size == 0:
-            continue
-        j = hits[0]
-        if j == 0:
-            out[i] = ta[0]
-            continue
-        a, b = va[i, j - 1], va[i, j]
-        out[i] = ta[j - 1] + (threshold - a) / (b - a) * (ta[j] - ta[j - 1])
-    return _finish(out, single)
+    t, rows, single = _prepare(times, blast_pct)
+    response_day = _day_inside(t, response_day, "response_day")
+    threshold = _number(threshold, "threshold")
+    out = np.full(rows.shape[0], np.nan)
+    ok = ~_failed(rows)
+    out[ok] = _relapse(t, rows[ok], threshold, response_day)[1]
+    return _scalar(out, single)
 
 
-def relapse_free(times, blast_pct, at_day: float, threshold: float = 5.0, response_day: float = 28.0):
-    """Responded on `response_day` and no relapse by `at_day` (1.0 / 0.0; NaN for failed rows)."""
-    t, v, single = _prepare(times, blast_pct)
-    if not response_day <= at_day <= t[-1]:
-        raise CartkinError(f"relapse_free: day {at_day:g} must lie between the response day "
-                           f"{response_day:g} and the horizon {t[-1]:g}")
-    responded = _value_at(t, v, response_day, "relapse_free") < threshold
-    day = np.atleast_1d(relapse_day(t, v, threshold, response_day))
-    out = (responded & ~(day <= at_day)).astype(float)
-    out[_bad_rows(v)] = np.nan
-    return _finish(out, single)
+def relapse_free(times, blast_pct, at_day: float, threshold: float = 5.0,
+                 response_day: float = 28.0) -> bool | float | np.ndarray:
+    """Responded on `response_day` and not relapsed by `at_day` (non-responders count as not relapse-free)."""
+    t, rows, single = _prepare(times, blast_pct)
+    response_day = _day_inside(t, response_day, "response_day")
+    at_day = _day_inside(t, at_day, "relapse_free")
+    if at_day < response_day:
+        raise CartkinError(f"relapse_free: day {at_day:g} is before the response day {response_day:g}")
+    threshold = _number(threshold, "threshold")
+    failed = _failed(rows)
+    flag = np.zeros(rows.shape[0], dtype=bool)
+    responded, day = _relapse(t, rows[~failed], threshold, response_day)
+    flag[~failed] = responded & ~(day <= at_day)
+    return _yes_no(flag, failed, single)
 
 
-def exposure_summary(times, values, limit: float) -> dict:
-    """Cmax, Tmax, AUC0–28, AUC0–84 (NaN beyond the horizon), terminal half-life and Tlast."""
-    t, v, single = _prepare(times, values)
-    out = {"cmax": cmax(t, v), "tmax": tmax(t, v),
-           "auc_0_28": auc(t, v, 0.0, 28.0) if t[-1] >= 28 else np.full(v.shape[0], np.nan),
-           "auc_0_84": auc(t, v, 0.0, 84.0) if t[-1] >= 84 else np.full(v.shape[0], np.nan),
-           "half_life": terminal_half_life(t, v, limit=limit), "tlast": tlast(t, v, limit)}
-    return {k: (np.asarray(x)[0].item() if single else np.asarray(x)) for k, x in out.items()}
+def exposure_summary(times, values, limit: float = 0.0) -> dict[str, float | np.ndarray]:
+    """Cmax, Tmax, AUC0–28, AUC0–84, terminal half-life and Tlast in one dict.
+
+    `limit` is the quantification limit used by Tlast and the half-life (0: any positive value counts).
+    An AUC whose window [0, end] is not covered by `times` is NaN.
+    """
+    t, rows, single = _prepare(times, values)
+    limit = _number(limit, "limit")
+    nan = np.full(rows.shape[0], np.nan)
+
+    def window(end: float):
+        covered = t[0] <= 0.0 and _snap(t, end) <= t[-1]
+        return auc(t, rows, 0.0, end) if covered else nan.copy()
+
+    out = {"cmax": cmax(t, rows), "tmax": tmax(t, rows), "auc_0_28": window(28.0),
+           "auc_0_84": window(84.0), "half_life": terminal_half_life(t, rows, limit=limit),
+           "tlast": tlast(t, rows, limit)}
+    return {k: float(np.asarray(x)[0]) if single else np.asarray(x, dtype=float) for k, x in out.items()}
