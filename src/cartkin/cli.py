@@ -75,6 +75,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="number of threads (default: all cores)")
     p.set_defaults(run=_compare)
 
+    p = sub.add_parser("fit", help="fit each subject of a NONMEM-style data file by maximum likelihood")
+    p.add_argument("data", nargs="+", help="CSV file(s): ID, TIME, DV, DVID [, MDV, EVID, AMT, CENS, LLOQ, covariates]")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("-o", "--outdir", default="cartkin-fit", help="output folder (default cartkin-fit)")
+    p.add_argument("--map", action="append", default=[], metavar="FILECOL=STANDARD",
+                   help="rename columns, e.g. --map time=TIME --map y=DV (repeatable or comma-separated)")
+    p.add_argument("--dvid", default="", help="map DVID numbers to observables, e.g. 1=nTA,2=nB")
+    p.add_argument("--covariate", action="append", default=[], metavar="COLUMN=PARAMETER",
+                   help="a data column giving a parameter per subject, e.g. Reg=nB0")
+    p.add_argument("--lloq", type=float, help="values below this are censored at it")
+    p.add_argument("--censor-floor", type=float, help="values <= this are censored at it (e.g. a detection floor)")
+    p.add_argument("--estimate", help="comma-separated parameters to estimate (default: the model's default set)")
+    p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE", help="fix a parameter")
+    p.add_argument("--error", default="proportional", choices=("proportional", "additive", "combined"),
+                   help="residual error model (default proportional = additive on the log scale)")
+    p.add_argument("--sigma", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix a residual SD, e.g. sigma_nTA=0.5")
+    p.add_argument("--dose", type=float, help="dose in cells/kg on day 0 when the data have no dose records")
+    p.add_argument("--starts", type=int, default=4, help="optimiser starts per subject (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the multi-start draws (default 0)")
+    p.add_argument("--no-plots", action="store_true", help="write the tables only")
+    p.set_defaults(run=_fit)
+
     p = sub.add_parser("scenario", help="print the built-in default scenario (TOML), to copy and edit")
     p.set_defaults(run=_scenario)
     return parser
@@ -193,6 +216,49 @@ def _compare(args) -> int:
     print(result.summary)
     print(f"\n{len(files)} files in {outdir}/ ({', '.join(f.name for f in files)}); "
           f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        for part in filter(None, (x.strip() for x in item.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or not key or not value:
+                raise CartkinError(f"{flag} {part!r}: expected A=B")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _fit(args) -> int:
+    from .dosing import Regimen
+    from .fitting import fit, read_data
+    from .model import load_model
+
+    model = load_model(args.model)
+    column_map = _pairs(args.map, "--map")
+    dvid_map = _pairs([args.dvid], "--dvid") if args.dvid else {}
+    covariates = _pairs(args.covariate, "--covariate")
+    data = read_data(args.data, model, column_map=column_map, dvid_map=dvid_map, covariates=covariates,
+                     lloq=args.lloq, censor_floor=args.censor_floor)
+    estimate = [x.strip() for x in args.estimate.split(",") if x.strip()] if args.estimate else None
+    fix = _parse_params(args.fix)
+    sigma = _parse_params(args.sigma)
+    regimen = None
+    if args.dose is not None:
+        regimen = Regimen.single(dose_per_kg=args.dose)
+    print(f"{model.name}: {data.summary()}", flush=True)
+    result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
+                 starts=args.starts, seed=args.seed)
+    files = result.write(args.outdir)
+    if not args.no_plots:
+        files += result.plot(args.outdir)
+    print(result.estimates_table())
+    n_bad = sum(not f.converged for f in result.fits)
+    if n_bad:
+        print(f"\n{n_bad} of {len(result.fits)} subjects not converged or not identifiable: see the warnings column "
+              f"in estimates.csv; fix or drop parameters (--fix, --estimate)")
+    print(f"\n{len(files)} files in {args.outdir}/ ({', '.join(Path(f).name for f in files)})")
     return 0
 
 

@@ -48,6 +48,7 @@ class SubjectFit:
     message: str
     warnings: tuple[str, ...]
     parameters: np.ndarray          # the full parameter vector used for predictions
+    log_sigma: np.ndarray           # every residual SD (estimated or fixed), log scale
 
     @property
     def aic(self) -> float:
@@ -95,7 +96,7 @@ class FitResult:
         rows = []
         for fit, subject in zip(self.fits, self.data.subjects):
             pred, _ = self.problem.predict(subject, fit.parameters)
-            log_sigma = np.log(fit.estimates[len(self.free):])
+            log_sigma = fit.log_sigma
             iwres = np.full(subject.n_observations, np.nan)
             for k in np.unique(subject.observable_index):
                 sel = subject.observable_index == k
@@ -335,7 +336,8 @@ def _fit_subject(problem: _Problem, subject: Subject, starts: int, rng) -> Subje
         names = problem.free + tuple(problem.sigma_names[j] for j in est_sigma)
         nan = np.full(len(names), np.nan)
         return SubjectFit(subject.id, names, nan, nan, nan, nan, np.full((len(names),) * 2, np.nan), np.nan,
-                          subject.n_observations, False, "no start could be solved", ("fit failed",), base)
+                          subject.n_observations, False, "no start could be solved", ("fit failed",), base,
+                          np.full(len(problem.sigma_names), np.nan))
     x = best.x
     warnings = []
     H = _hessian(objective, x)
@@ -359,10 +361,10 @@ def _fit_subject(problem: _Problem, subject: Subject, starts: int, rng) -> Subje
             warnings.append(f"{name} at its bound")
         elif se_log[k] > 2.0:
             warnings.append(f"{name} poorly identified (SE on log scale {se_log[k]:.1f})")
-    p, _ = unpack(x)
+    p, log_sigma = unpack(x)
     converged = bool(best.success) and not any("near-singular" in w for w in warnings)
     return SubjectFit(subject.id, names, estimates, estimates * se_log, lower, upper, corr, float(best.fun),
-                      subject.n_observations, converged, str(best.message), tuple(warnings), p)
+                      subject.n_observations, converged, str(best.message), tuple(warnings), p, log_sigma)
 
 
 def _hessian(objective, x, step=1e-4):
