@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="a data column giving a parameter per subject, e.g. Reg=nB0")
     p.add_argument("--lloq", type=float, help="values below this are censored at it")
     p.add_argument("--censor-floor", type=float, help="values <= this are censored at it (e.g. a detection floor)")
+    p.add_argument("--prefix-ids", action="store_true",
+                   help="name subjects FILE-ID (for several files numbering their patients from 1)")
+    p.add_argument("--baseline", default="drop", choices=("drop", "zeros", "keep"),
+                   help="pre-dose observations: drop all (default), drop only zeros, or keep")
     p.add_argument("--estimate", help="comma-separated parameters to estimate (default: the model's default set)")
     p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE", help="fix a parameter")
     p.add_argument("--error", default="proportional", choices=("proportional", "additive", "combined"),
@@ -240,7 +244,8 @@ def _fit(args) -> int:
     dvid_map = _pairs([args.dvid], "--dvid") if args.dvid else {}
     covariates = _pairs(args.covariate, "--covariate")
     data = read_data(args.data, model, column_map=column_map, dvid_map=dvid_map, covariates=covariates,
-                     lloq=args.lloq, censor_floor=args.censor_floor)
+                     lloq=args.lloq, censor_floor=args.censor_floor, prefix_ids=args.prefix_ids,
+                     baseline=args.baseline)
     estimate = [x.strip() for x in args.estimate.split(",") if x.strip()] if args.estimate else None
     fix = _parse_params(args.fix)
     sigma = _parse_params(args.sigma)

@@ -88,7 +88,7 @@ def generate_source(model: Model) -> str:
 
     def dense(name: str, args: str, mat: sp.Matrix, states: bool, zero: bool) -> list[str]:
         entries = [(i, j, mat[i, j]) for i in range(mat.rows) for j in range(mat.cols) if mat[i, j] != 0]
-        lines = [f"@njit(cache=True)", f"def {name}({args}):"]
+        lines = ["@njit(cache=True)", f"def {name}({args}):"]
         lines += unpack(states)
         if zero:
             lines.append("    out[:] = 0.0")
@@ -97,7 +97,7 @@ def generate_source(model: Model) -> str:
         return lines
 
     def vector(name: str, args: str, vec: list, states: bool) -> list[str]:
-        lines = [f"@njit(cache=True)", f"def {name}({args}):"]
+        lines = ["@njit(cache=True)", f"def {name}({args}):"]
         lines += unpack(states)
         lines += assignments([f"out[{i}]" for i in range(len(vec))], vec)
         lines.append("    return")

@@ -4,7 +4,7 @@ Columns (standard names match case-insensitively; rename others with ``column_ma
 file column → standard name):
 
 ========  =================================================================================================
-ID        subject (text; a whole number written as 1.0 becomes "1")
+ID        subject (text; "12.0" becomes "12", other text is kept as written, e.g. "007")
 TIME      days since the first infusion, >= 0
 DV        the observed value (for CENS = 1: the limit of quantification)
 DVID      which observable: its name, or a number mapped with ``dvid_map={1: "nTA"}``; may be left out
@@ -29,15 +29,16 @@ Rules (all documented choices):
 * Several files: an ID found in two files is an error unless ``prefix_ids=True``, which names subjects
   ``"<file stem>-<ID>"``.
 * Baseline: "pre-dose" means TIME <= the subject's first dose time (TIME 0 when it has no dose records:
-  day 0 is the first infusion in cartkin). With ``drop_predose_zeros=True`` (default) a pre-dose DV = 0
-  (e.g. CAR T cells before infusion) is dropped: it cannot enter a log-scale residual and the model starts
-  from its own initial state. With ``drop_baseline=True`` every pre-dose observation is dropped — use it
-  when baselines enter as covariates (the Liu 2022 leukaemia value at day 0 equals ``Reg`` = nB0, which
-  the model reproduces exactly). Dropped rows are listed in `Dataset.excluded`, never silently lost.
+  day 0 is the first infusion in cartkin). ``baseline=`` chooses what happens to pre-dose observations:
+  ``"drop"`` (default) drops them all — the model starts from its own initial state, which is given by
+  parameters or covariates (a pre-infusion CAR T count of 0 cannot enter a log-scale residual, and the
+  Liu 2022 leukaemia value at day 0 equals ``Reg`` = nB0, which the model reproduces exactly);
+  ``"zeros"`` drops only pre-dose DV = 0 (keeps informative baselines); ``"keep"`` keeps everything.
+  Dropped rows are listed in `Dataset.excluded` (and counted by `summary()`), never silently lost.
 * Censoring, first rule that applies: CENS = 1 (limit = DV); DV < the row's LLOQ (limit = LLOQ);
-  DV < ``lloq`` (a number, or a dict by observable name or DVID code; limit = lloq); DV <= ``censor_floor``
-  (number or dict likewise; limit = floor). `Subject.values` keeps the DV as read, `Subject.limits` the
-  limit (NaN where not censored).
+  DV < ``lloq`` (a number, or a dict by observable name or DVID code; limit = lloq) for rows without
+  their own LLOQ; DV <= ``censor_floor`` (number or dict likewise; limit = floor).
+  `Subject.values` keeps the DV as read, `Subject.limits` the limit (NaN where not censored).
 * With ``positive=True`` (default, needed by the proportional / log-scale error model) an uncensored DV
   and a censoring limit must be > 0; pass ``positive=False`` for additive-error data.
 * Every subject needs at least one observation left after these rules.
@@ -48,9 +49,10 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -59,6 +61,7 @@ from ..errors import CartkinError
 from ..model.definition import Model, unknown_name_message
 
 STANDARD = ("ID", "TIME", "DV", "DVID", "MDV", "EVID", "AMT", "CENS", "LLOQ")
+BASELINE = ("drop", "zeros", "keep")
 _MISSING = {"", ".", "na", "nan"}
 
 
@@ -265,8 +268,8 @@ class Dataset:
     def from_arrays(cls, model: Model | str, ids, times, values, observables, censored=None, limits=None,
                     covariates: Mapping[str, Sequence[float]] | None = None,
                     regimens: Regimen | Mapping[str, Regimen] | None = None, *,
-                    lloq=None, censor_floor=None, drop_predose_zeros: bool = True,
-                    drop_baseline: bool = False, positive: bool = True) -> "Dataset":
+                    lloq=None, censor_floor=None, baseline: str = "drop",
+                    positive: bool = True) -> "Dataset":
         """A dataset from long arrays, one entry per observation (for tests and simulated data).
 
         observables: one name for all, or per row a name or an index into model.observables.
@@ -300,8 +303,8 @@ class Dataset:
             model.parameter_index(p)
         rows_by_id: dict[str, list[dict]] = {}
         for i in range(n):
-            where = f"row {i}"
-            row = {"_where": where, "ID": ids[i], "EVID": 0.0}
+            where = f"subject {ids[i]}, row {i}"
+            row = {"_where": where, "_at": f"row {i}", "ID": ids[i], "EVID": 0.0}
             row["TIME"] = _number(t_col[i], where, "times")
             row["DV"] = _number(v_col[i], where, "values")
             o = o_col[i]
@@ -332,7 +335,7 @@ class Dataset:
                 raise CartkinError(f"from_arrays: regimens given for unknown subject ID {sorted(unknown)[0]!r}")
         rules = _Rules(model, {}, {p: p for p in covariates}, _per_observable(lloq, "lloq", model, {}),
                        _per_observable(censor_floor, "censor_floor", model, {}), "per_kg",
-                       drop_predose_zeros, drop_baseline, positive)
+                       _check_baseline(baseline), positive)
         subjects, excluded = [], []
         for sid, rows in rows_by_id.items():
             subject, dropped = _build_subject(sid, rows, rules, "arrays", regimen_of.get(sid))
@@ -347,8 +350,7 @@ def read_data(paths: str | Path | Sequence[str | Path], model: Model | str,
               column_map: Mapping[str, str] | None = None, dvid_map: Mapping[int | str, str] | None = None,
               covariates: Mapping[str, str] | None = None, lloq: float | Mapping | None = None,
               censor_floor: float | Mapping | None = None, dose_unit: str = "per_kg", *,
-              prefix_ids: bool = False, drop_predose_zeros: bool = True, drop_baseline: bool = False,
-              positive: bool = True) -> Dataset:
+              prefix_ids: bool = False, baseline: str = "drop", positive: bool = True) -> Dataset:
     """Read one or more CSV files in long format into a `Dataset` for `model` (rules: module docstring).
 
     Liu 2022: ``read_data([cr, nr], "liu2022", column_map={"time": "TIME", "y": "DV", "y_ID": "DVID"},
@@ -379,7 +381,7 @@ def read_data(paths: str | Path | Sequence[str | Path], model: Model | str,
         dvid[_code(key)] = name
     rules = _Rules(model, dvid, covariates, _per_observable(lloq, "lloq", model, dvid),
                    _per_observable(censor_floor, "censor_floor", model, dvid), dose_unit,
-                   drop_predose_zeros, drop_baseline, positive)
+                   _check_baseline(baseline), positive)
     rows_by_id: dict[str, list[dict]] = {}
     id_file: dict[str, Path] = {}
     for path in paths:
@@ -399,6 +401,12 @@ def read_data(paths: str | Path | Sequence[str | Path], model: Model | str,
         excluded.extend(dropped)
     return Dataset(tuple(subjects), tuple(model.observables), ", ".join(str(p) for p in paths),
                    tuple(excluded), model.name)
+
+
+def _check_baseline(baseline):
+    if baseline not in BASELINE:
+        raise CartkinError(f"baseline must be one of {', '.join(repr(b) for b in BASELINE)}, got {baseline!r}")
+    return baseline
 
 
 def _check_dose_unit(dose_unit):
@@ -425,12 +433,10 @@ def _is_number(text: str) -> bool:
 
 
 def _normalise_id(text: str) -> str:
+    """IDs are text; "12.0" (a spreadsheet's way of writing 12) becomes "12", "007" stays "007"."""
     text = text.strip()
-    try:
-        x = float(text)
-    except ValueError:
-        return text
-    return str(int(x)) if math.isfinite(x) and x.is_integer() else text
+    match = re.fullmatch(r"(-?\d+)\.0*", text)
+    return match.group(1) if match else text
 
 
 def _per_observable(value, label, model, dvid) -> dict[int, float]:
@@ -470,14 +476,14 @@ def _number(value, where, column) -> float:
         try:
             x = float(text)
         except ValueError:
-            raise CartkinError(f"{where}, column {column}: {text!r} is not a number") from None
+            raise CartkinError(f"{where}: {column} = {text!r} is not a number") from None
     else:
         try:
             x = float(value)
         except (TypeError, ValueError):
-            raise CartkinError(f"{where}, column {column}: {value!r} is not a number") from None
+            raise CartkinError(f"{where}: {column} = {value!r} is not a number") from None
     if math.isinf(x):
-        raise CartkinError(f"{where}, column {column}: {value!r} is not a finite number")
+        raise CartkinError(f"{where}: {column} = {value!r} is not a finite number")
     return x
 
 
@@ -517,9 +523,10 @@ def _read_rows(path: Path, column_map: Mapping[str, str], covariates: Mapping[st
         for required in ("ID", "TIME", "DV"):
             if required not in names:
                 raise CartkinError(f"{path.name}: missing column {required} (columns: {', '.join(header)}; "
-                                   f"map yours with column_map={{'yourname': '{required}'}})")
+                                   f"map yours with column_map={{'yourname': '{required}'}}, "
+                                   f"CLI --map yourname={required})")
         wanted = {n: i for i, n in enumerate(names) if n in STANDARD}
-        labels = {n: (header[i] if header[i] == n else f"{n} ({header[i]})") for n, i in wanted.items()}
+        labels = {n: (header[i] if header[i] == n else f"{n} (column {header[i]})") for n, i in wanted.items()}
         cov_index = {}
         for column in covariates:
             i = _find(str(column), [n if n not in STANDARD else "" for n in names])
@@ -538,8 +545,8 @@ def _read_rows(path: Path, column_map: Mapping[str, str], covariates: Mapping[st
             if not sid:
                 raise CartkinError(f"{where}: empty ID")
             sid = _normalise_id(sid)
-            where = f"{where} (ID {sid})"
-            row = {"_where": where, "_cols": labels, "ID": sid}
+            where = f"subject {sid}, {where}"
+            row = {"_where": where, "_at": f"line {line}", "_cols": labels, "ID": sid}
             for name, i in wanted.items():
                 if name == "ID":
                     continue
@@ -566,13 +573,12 @@ class _Rules:
     lloq: Mapping[int, float]
     floor: Mapping[int, float]
     dose_unit: str
-    drop_predose_zeros: bool
-    drop_baseline: bool
+    baseline: str
     positive: bool
 
 
 def _col(row, name) -> str:
-    """The column as the user wrote it: TIME, or "TIME (time)" when it was renamed."""
+    """The column as the user wrote it: TIME, or "TIME (column time)" when it was renamed."""
     return row.get("_cols", {}).get(name, name)
 
 
@@ -581,7 +587,7 @@ def _flag(row, name, where, allowed) -> int:
     if isinstance(v, float) and math.isnan(v):
         return 0
     if v not in allowed:
-        raise CartkinError(f"{where}, column {_col(row, name)}: {v:g} is not one of "
+        raise CartkinError(f"{where}: {_col(row, name)} = {v:g} is not one of "
                            f"{', '.join(str(a) for a in allowed)}")
     return int(v)
 
@@ -601,9 +607,14 @@ def _observable(row, rules: _Rules, where) -> int:
         return model.observables.index(name)
     if _is_number(code):
         mapped = ", ".join(f"{k} -> {v}" for k, v in rules.dvid.items()) or "nothing"
-        raise CartkinError(f"{where}: unknown DVID {code} (dvid_map maps {mapped}; model {model.name} observables: "
-                           f"{', '.join(model.observables)})")
-    raise CartkinError(f"{where}: " + unknown_name_message("observable", code, model.observables, model.name))
+        raise CartkinError(f"{where}: unknown DVID {code!r} (dvid_map maps {mapped}; observables of model "
+                           f"{model.name}: {', '.join(model.observables)})")
+    import difflib
+    close = [o for o in model.observables if o.lower() == code.lower()] or \
+        difflib.get_close_matches(code, list(model.observables), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise CartkinError(f"{where}: unknown DVID {code!r}, not an observable of model {model.name} ({hint}observables: "
+                       f"{', '.join(model.observables)})")
 
 
 def _build_subject(sid, rows, rules: _Rules, source: str, regimen: Regimen | None):
@@ -616,13 +627,13 @@ def _build_subject(sid, rows, rules: _Rules, source: str, regimen: Regimen | Non
         for r in rows:
             v = r.get(column, math.nan)
             if not math.isnan(v):
-                seen.setdefault(v, r["_where"])
+                seen.setdefault(v, r["_at"])
         if not seen:
             raise CartkinError(f"{label}: covariate {column} is empty on every row")
         if len(seen) > 1:
             (v1, w1), (v2, w2) = list(seen.items())[:2]
-            raise CartkinError(f"{label}: covariate {column} is not constant within the subject "
-                               f"({v1:g} at {w1.split(' (')[0]}, {v2:g} at {w2.split(' (')[0]})")
+            raise CartkinError(f"{label}: covariate {column} must have one value per subject, got {v1:g} "
+                               f"({w1}) and {v2:g} ({w2})")
         value = next(iter(seen))
         info = model.parameter(parameter)
         if not info.lower <= value <= info.upper:
@@ -636,19 +647,19 @@ def _build_subject(sid, rows, rules: _Rules, source: str, regimen: Regimen | Non
         where = r["_where"]
         t = r["TIME"]
         if math.isnan(t):
-            raise CartkinError(f"{where}, column {_col(r, 'TIME')}: missing time")
+            raise CartkinError(f"{where}: {_col(r, 'TIME')} is missing")
         if t < 0:
-            raise CartkinError(f"{where}, column {_col(r, 'TIME')}: negative time {t:g} (day 0 is the first infusion)")
+            raise CartkinError(f"{where}: negative {_col(r, 'TIME')} {t:g} (day 0 is the first infusion)")
         amt = r.get("AMT", math.nan)
         if not math.isnan(amt) and amt < 0:
-            raise CartkinError(f"{where}, column {_col(r, 'AMT')}: negative dose {amt:g}")
+            raise CartkinError(f"{where}: negative {_col(r, 'AMT')} {amt:g} (a dose needs AMT >= 0)")
         if "EVID" in r:
             evid = _flag(r, "EVID", where, (0, 1, 2))
         else:
             evid = 1 if (not math.isnan(amt) and amt > 0) else 0
         if evid == 1:
             if math.isnan(amt):
-                raise CartkinError(f"{where}, column {_col(r, 'AMT')}: a dose record (EVID 1) needs AMT")
+                raise CartkinError(f"{where}: a dose record (EVID 1) needs AMT >= 0, {_col(r, 'AMT')} is missing")
             infusions.append(Infusion(t, dose_per_kg=amt) if rules.dose_unit == "per_kg" else Infusion(t, cells=amt))
             continue
         if evid == 2 or _flag(r, "MDV", where, (0, 1)) == 1:
@@ -666,40 +677,39 @@ def _build_subject(sid, rows, rules: _Rules, source: str, regimen: Regimen | Non
         k = _observable(r, rules, where)
         name = model.observables[k]
         if k in last_time and t < last_time[k][0]:
-            raise CartkinError(f"{where}, column {_col(r, 'TIME')}: time {t:g} is before the previous {name} time "
+            raise CartkinError(f"{where}: {_col(r, 'TIME')} {t:g} is before the previous {name} time "
                                f"{last_time[k][0]:g} (sort by time within each subject and observable)")
         last_time[k] = (t, where)
         dv = r["DV"]
         if math.isnan(dv):
-            raise CartkinError(f"{where}, column {_col(r, 'DV')}: missing value in an observation row (set MDV = 1 to skip it)")
+            raise CartkinError(f"{where}: {_col(r, 'DV')} is missing in an observation row (set MDV = 1 to skip it)")
         censored = _flag(r, "CENS", where, (0, 1)) == 1
         if censored:
             limit = r.get("LLOQ_LIMIT", dv)
         else:
             limit = math.nan
-        if t <= first_dose and rules.drop_baseline:
+        if t <= first_dose and rules.baseline == "drop":
             excluded.append((sid, t, name, "baseline", where))
             continue
-        if t <= first_dose and rules.drop_predose_zeros and dv == 0 and not censored:
+        if t <= first_dose and rules.baseline == "zeros" and dv == 0 and not censored:
             excluded.append((sid, t, name, "pre-dose zero", where))
             continue
-        if not censored:
-            row_lloq = r.get("LLOQ", math.nan)
-            if not math.isnan(row_lloq):
-                if row_lloq < 0:
-                    raise CartkinError(f"{where}, column {_col(r, 'LLOQ')}: negative limit {row_lloq:g}")
-                if dv < row_lloq:
-                    censored, limit = True, row_lloq
-        if not censored and k in rules.lloq and dv < rules.lloq[k]:
+        row_lloq = r.get("LLOQ", math.nan)
+        if not math.isnan(row_lloq) and row_lloq < 0:
+            raise CartkinError(f"{where}: negative {_col(r, 'LLOQ')} {row_lloq:g}")
+        if not censored and not math.isnan(row_lloq) and dv < row_lloq:
+            censored, limit = True, row_lloq
+        if not censored and math.isnan(row_lloq) and k in rules.lloq and dv < rules.lloq[k]:
             censored, limit = True, rules.lloq[k]
         if not censored and k in rules.floor and dv <= rules.floor[k]:
             censored, limit = True, rules.floor[k]
         if rules.positive:
             if censored and not limit > 0:
-                raise CartkinError(f"{where}, column {_col(r, 'DV')}: censoring limit {limit:g} must be > 0 for a log-scale "
+                raise CartkinError(f"{where}: censoring limit {limit:g} must be > 0 for a log-scale "
                                    f"error model (or pass positive=False)")
             if not censored and dv <= 0:
-                raise CartkinError(f"{where}, column {_col(r, 'DV')}: {dv:g} must be > 0 for a log-scale error model; mark it "
+                raise CartkinError(f"{where}: {_col(r, 'DV')} = {dv:g} must be > 0 for a log-scale error model; "
+                                   f"mark it "
                                    f"censored (CENS = 1, lloq=, censor_floor=) or pass positive=False")
         obs.append((t, k, dv, censored, limit))
     if not obs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import CartkinError
-from .definition import Model, unknown_name_message
+from .definition import Model
 
 _BUILTIN = ("il10", "stein2019", "liu2022")
 

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .plots import COLOURS, DPI, _save  # noqa: E402
+from .plots import COLOURS, _save  # noqa: E402
 
 
 def fit_figures(result, outdir: Path) -> list[Path]:

@@ -18,6 +18,9 @@ from ..simulation.run import simulate_batch
 from .spec import Arm, Scenario
 
 
+HALF_LIFE_WINDOW = 84.0  # days: terminal half-life is fitted on the curve up to this day
+
+
 @dataclass(frozen=True, eq=False)
 class ArmResult:
     """One arm's outcomes: time courses of the reported observables and per-patient outcome arrays."""
@@ -103,6 +106,9 @@ def _arm_outcomes(scenario: Scenario, arm: Arm, batch, P) -> ArmResult:
     exposure = batch.observable(o.exposure)
     curves[o.exposure] = exposure
     summary = metrics.exposure_summary(times, exposure, limit=o.limit)
+    # the half-life of the contraction phase (to day 84, as in label PK), not of the memory plateau
+    window = times <= min(HALF_LIFE_WINDOW, times[-1])
+    summary["half_life"] = metrics.terminal_half_life(times[window], exposure[:, window], limit=o.limit)
     outcomes.update(summary)
     if o.blast:
         blast = batch.observable(o.blast)
@@ -171,7 +177,8 @@ def summary_table(comparison: Comparison) -> Table:
                (f"Cmax {o.exposure}", lambda r: quantile_text(r, "cmax")),
                ("Tmax d", lambda r: quantile_text(r, "tmax")),
                ("AUC0-28", lambda r: quantile_text(r, "auc_0_28")),
-               ("Tlast d", lambda r: quantile_text(r, "tlast"))]
+               ("t1/2 d (to d84)", lambda r: quantile_text(r, "half_life")),
+               ("Tlast d", lambda r: _tlast_text(r, comparison.scenario.horizon))]
     if o.blast:
         display += [(f"resp d{o.response_day:g} %", lambda r: format_number(r["response_pct"])),
                     ("MRD- %", lambda r: format_number(r["mrd_negative_pct"]))]
@@ -187,14 +194,22 @@ def summary_table(comparison: Comparison) -> Table:
     return Table(columns, tuple(rows), tuple(display), title=comparison.scenario.name)
 
 
+def _tlast_text(row: dict, horizon: float) -> str:
+    """Tlast quantiles, with values at the horizon shown as '≥ horizon' (still detectable at the end)."""
+    def one(v):
+        return f"≥{horizon:g}" if v >= horizon - 1e-9 else format_number(v)
+    return f"{one(row['tlast_median'])} [{one(row['tlast_p05'])}–{one(row['tlast_p95'])}]"
+
+
 def _markdown_report(comparison: Comparison, table: Table) -> str:
     s = comparison.scenario
     o = s.outcomes
     lines = [f"# {s.name}", "", s.description, "",
              f"Model `{s.model.name}`, {s.population.n} virtual patients (seed {s.population.seed}), "
              f"horizon {s.horizon:g} days. Medians with 5–95% ranges.", "", table.to_markdown(), "",
-             "Definitions: Cmax, Tmax, AUC0–28 (linear-up/log-down) and Tlast (last day above "
-             f"{o.limit:g}) of `{o.exposure}`."]
+             "Definitions: Cmax, Tmax, AUC0–28 (linear-up/log-down), terminal half-life (log-linear best fit "
+             f"after Tmax, on the curve up to day {HALF_LIFE_WINDOW:g}) and Tlast (last day above {o.limit:g}; "
+             f"≥ horizon when still above it at the end) of `{o.exposure}`."]
     if o.blast:
         lines.append(f"Response: `{o.blast}` < {o.response_threshold:g}% on day {o.response_day:g}; MRD-negative: "
                      f"< {o.mrd_threshold:g}%. Relapse-free (RFS) at day d: responded and `{o.blast}` stayed below "

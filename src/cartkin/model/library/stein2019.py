@@ -34,5 +34,5 @@ model = Model(
     initial={"E": Cmax / foldx},
     observable_info=(Observable("C", E + M, "copies/µg", "transgene copies in blood (E + M)"),),
     breakpoints=(Tmax,),
-    default_fit=("foldx", "Tmax", "Cmax", "alpha", "FB", "beta"),
+    default_fit=("foldx", "Cmax", "alpha", "FB", "beta"),  # Tmax moves the breakpoint: fix it
 )
