@@ -38,7 +38,6 @@ def child_timing(cache: str) -> dict:
 
 def population(model, n: int, seed: int = 1) -> np.ndarray:
     """Log-normal (CV 30%) around the defaults for the kinetic parameters; L0 CV 100%."""
-    import cartkin  # noqa: F401
     rng = np.random.default_rng(seed)
     P = np.tile([q.default for q in model.parameter_info], (n, 1))
     for name, cv in {"f_blood": 0.3, "k_act": 0.3, "rho": 0.2, "kappa": 0.3, "k_exh": 0.3, "k_mem": 0.3,

@@ -6,7 +6,7 @@ comparison and fitting built on top.
 __version__ = "0.1.0"
 
 from .errors import CartkinError
-from . import solve
+from . import solve  # noqa: F401  (cartkin.solve: the integrators, public)
 from .model import DoseInput, Model, Observable, Parameter, State, list_models, load_model
 from .dosing import Infusion, Regimen
 from .simulation import BatchResult, SimulationResult, Solver, Status, simulate, simulate_batch

@@ -1,6 +1,7 @@
-"""Virtual populations: variability, covariates and per-subject random streams."""
-from .covariates import Empirical, Fixed, LogNormal, Normal, Uniform
+"""Virtual populations: variability, covariates and per-subject counter-based random streams."""
+from .covariates import Empirical, EmpiricalTable, Fixed, LogNormal, Normal, Uniform
 from .population import Population
 from .variability import Variability
 
-__all__ = ["Population", "Variability", "LogNormal", "Normal", "Uniform", "Fixed", "Empirical"]
+__all__ = ["Population", "Variability", "LogNormal", "Normal", "Uniform", "Fixed", "Empirical",
+           "EmpiricalTable"]
