@@ -15,7 +15,7 @@ from .population import Population, Variability
 from .scenario import Scenario, compare, default_scenario
 from .fitting import fit, read_data
 
-__all__ = ["CartkinError", "DoseInput", "Model", "Observable", "Parameter", "State",
+__all__ = ["CartkinError", "solve", "DoseInput", "Model", "Observable", "Parameter", "State",
            "list_models", "load_model", "Infusion", "Regimen", "BatchResult", "SimulationResult",
            "Solver", "Status", "simulate", "simulate_batch", "metrics", "Population", "Variability",
            "Scenario", "compare", "default_scenario", "fit", "read_data"]
