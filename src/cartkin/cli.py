@@ -5,6 +5,7 @@
     cartkin compare [SCENARIO.toml] -o OUTDIR  regimen comparison (default: the META 10-19 scenario)
     cartkin scenario                           print the default scenario file, to copy and edit
     cartkin fit DATA.csv --model liu2022 -o OUTDIR
+    cartkin export MODEL --sbml [-o FILE.xml]   the model as SBML (COPASI, tellurium, libRoadRunner)
 
 Bad input ends with one line `cartkin: error: ...` on stderr and exit code 2.
 """
@@ -101,6 +102,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start draws (default 0)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.set_defaults(run=_fit)
+
+    p = sub.add_parser("export", help="write a model as SBML Level 3 (for COPASI, tellurium, libRoadRunner)")
+    p.add_argument("name", metavar="MODEL", help="model name")
+    p.add_argument("--sbml", action="store_true", help="SBML Level 3 Version 2 (the one format so far)")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a parameter's default value (repeatable)")
+    p.add_argument("--dose", type=float, help="include a day-0 dose in cells/kg as the initial condition "
+                   "(other dosing is not exported)")
+    p.set_defaults(run=_export)
 
     p = sub.add_parser("scenario", help="print the built-in default scenario (TOML), to copy and edit")
     p.set_defaults(run=_scenario)
@@ -264,6 +275,24 @@ def _fit(args) -> int:
         print(f"\n{n_bad} of {len(result.fits)} subjects not converged or not identifiable: see the warnings column "
               f"in estimates.csv; fix or drop parameters (--fix, --estimate)")
     print(f"\n{len(files)} files in {args.outdir}/ ({', '.join(Path(f).name for f in files)})")
+    return 0
+
+
+def _export(args) -> int:
+    from .model import load_model
+
+    if not args.sbml:
+        raise CartkinError("choose an export format: --sbml")
+    model = load_model(args.name)
+    params = _parse_params(args.param)
+    if params:
+        model = model.with_defaults(**params)
+    text = model.to_sbml(dose_per_kg=args.dose)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"{model.name}: SBML Level 3 Version 2 -> {args.output}")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
