@@ -51,7 +51,9 @@ N_TIMES = 30
 # ---------------------------------------------------------------------------------------------
 # start-up
 def cli_command() -> list[str]:
-    exe = shutil.which("cartkin")
+    """The installed `cartkin` script beside this Python (not a version-manager shim), else -m."""
+    beside = Path(sys.executable).parent / "cartkin"
+    exe = str(beside) if beside.exists() else shutil.which("cartkin")
     return [exe] if exe else [sys.executable, "-m", "cartkin.cli"]
 
 
