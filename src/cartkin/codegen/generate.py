@@ -3,7 +3,9 @@
 From one symbolic `Model` this writes a Python file holding `@njit(cache=True)` functions: the
 right-hand side, its state Jacobian, its parameter Jacobian, the initial state and its parameter
 derivative, observables with their derivatives, the dose scale, breakpoints, and compiled entry points
-that bind these to the generic integrators in `cartkin.solve`. The file lives in a cache folder and is
+that bind these to the generic integrators in `cartkin.solve`. Everything compiles with numba's
+`error_model="numpy"`: a division by zero gives inf/nan, which the integrators report as a non-finite
+status, instead of raising from compiled code (and without a zero check on every division). The file lives in a cache folder and is
 named by a hash of the model and of the solver sources, so numba's on-disk cache stays valid until
 either changes.
 """
@@ -31,7 +33,7 @@ from cartkin.solve import dopri5 as _dopri5, rodas as _rodas
 from cartkin.solve.subject import solve_subject as _solve_subject
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def observe_batch(t_out, t_offsets, Y, P, out):
     for s in range(P.shape[0]):
         for i in range(t_offsets[s], t_offsets[s + 1]):
@@ -41,7 +43,7 @@ def observe_batch(t_out, t_offsets, Y, P, out):
 # The batch loop is sequential and releases the GIL: cartkin.simulation runs chunks of subjects on a
 # thread pool. (parallel=True/prange costs ~6 s more compile time per loop for no speed gain here.)
 # mode: 0 = Dormand–Prince only, 1 = Rodas only, 2 = auto (Dormand–Prince, Rodas once stiff).
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def batch_solve(mode, P, t_out, t_offsets, ev_t, ev_amount, ev_kind, ev_target, ev_offsets, rtol, atol,
                 max_steps, out, codes, t_fail, counters):
     for i in range(P.shape[0]):
@@ -88,7 +90,7 @@ def generate_source(model: Model) -> str:
 
     def dense(name: str, args: str, mat: sp.Matrix, states: bool, zero: bool) -> list[str]:
         entries = [(i, j, mat[i, j]) for i in range(mat.rows) for j in range(mat.cols) if mat[i, j] != 0]
-        lines = ["@njit(cache=True)", f"def {name}({args}):"]
+        lines = ["@njit(cache=True, error_model='numpy')", f"def {name}({args}):"]
         lines += unpack(states)
         if zero:
             lines.append("    out[:] = 0.0")
@@ -97,7 +99,7 @@ def generate_source(model: Model) -> str:
         return lines
 
     def vector(name: str, args: str, vec: list, states: bool) -> list[str]:
-        lines = ["@njit(cache=True)", f"def {name}({args}):"]
+        lines = ["@njit(cache=True, error_model='numpy')", f"def {name}({args}):"]
         lines += unpack(states)
         lines += assignments([f"out[{i}]" for i in range(len(vec))], vec)
         lines.append("    return")
@@ -127,7 +129,7 @@ def generate_source(model: Model) -> str:
     src += vector("observe", "t, y, p, out", list(g), True) + [""]
     src += dense("dobserve_dy", "t, y, p, out", dgdy, True, True) + [""]
     src += dense("dobserve_dp", "t, y, p, out", dgdp, True, True) + [""]
-    src += ["@njit(cache=True)", "def dose_scale(p):"] + unpack(False) + [f"    return {to_code(scale)}", ""]
+    src += ["@njit(cache=True, error_model='numpy')", "def dose_scale(p):"] + unpack(False) + [f"    return {to_code(scale)}", ""]
     src += vector("ddose_scale_dp", "p, out", list(dscale), False) + [""]
     src += vector("breakpoints", "p, out", bps, False) + [""]
     src.append(ENTRY_TEMPLATE)

@@ -16,7 +16,7 @@ N_JAC = 4
 N_COUNTERS = 5
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def error_norm(err, y_old, y_new, rtol, atol):
     """Hairer's RMS norm of `err` scaled by atol + rtol * max(|y_old|, |y_new|)."""
     n = err.size
@@ -28,7 +28,7 @@ def error_norm(err, y_old, y_new, rtol, atol):
     return math.sqrt(s / n)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def all_finite(x):
     for i in range(x.size):
         if not math.isfinite(x[i]):
