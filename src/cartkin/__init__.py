@@ -9,7 +9,8 @@ from .errors import CartkinError
 from . import solve  # noqa: F401  (cartkin.solve: the integrators, public)
 from .model import DoseInput, Model, Observable, Parameter, State, list_models, load_model
 from .dosing import Infusion, Regimen
-from .simulation import BatchResult, SimulationResult, Solver, Status, simulate, simulate_batch
+from .simulation import (BatchResult, PopulationSummary, SimulationResult, Solver, Status, simulate,
+                         simulate_batch, simulate_summaries)
 from . import metrics
 from .population import Population, Variability
 from .scenario import Scenario, compare, default_scenario
@@ -17,5 +18,6 @@ from .fitting import fit, read_data
 
 __all__ = ["CartkinError", "solve", "DoseInput", "Model", "Observable", "Parameter", "State",
            "list_models", "load_model", "Infusion", "Regimen", "BatchResult", "SimulationResult",
-           "Solver", "Status", "simulate", "simulate_batch", "metrics", "Population", "Variability",
+           "Solver", "Status", "simulate", "simulate_batch", "simulate_summaries", "PopulationSummary",
+           "metrics", "Population", "Variability",
            "Scenario", "compare", "default_scenario", "fit", "read_data"]
