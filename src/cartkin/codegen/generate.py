@@ -11,6 +11,7 @@ either changes.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -136,8 +137,11 @@ def generate_source(model: Model) -> str:
     return "\n".join(src) + "\n"
 
 
+@functools.lru_cache(maxsize=1)
 def _solver_hash() -> str:
-    """Hash of the integrator sources: generated modules are rebuilt when the solvers change."""
+    """Hash of the integrator sources: generated modules are rebuilt when the solvers change.
+
+    Read once per process (compile_model is called on every solve)."""
     import cartkin
     root = Path(cartkin.__file__).parent
     h = hashlib.sha256(cartkin.__version__.encode())

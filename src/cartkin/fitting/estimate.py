@@ -23,6 +23,7 @@ from ..model.definition import Model
 from ..model.registry import load_model
 from ..simulation.run import Solver, solve_subjects
 from ..solve import status as st
+from .blas import single_blas_thread
 from .data import Dataset, Subject
 from .likelihood import KINDS, n_sigmas, negative_log_likelihood, residuals
 from .sensitivities import augmented_model, sensitivity_name
@@ -234,10 +235,11 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
                        data.observables_used)
     callback = as_callback(progress, len(data.subjects), f"fitting {len(data.subjects)} subjects")
     fits = []
-    for i, subject in enumerate(data.subjects):
-        fits.append(_fit_subject(problem, subject, starts, np.random.default_rng([seed, i])))
-        if callback:
-            callback(i + 1)
+    with single_blas_thread():
+        for i, subject in enumerate(data.subjects):
+            fits.append(_fit_subject(problem, subject, starts, np.random.default_rng([seed, i])))
+            if callback:
+                callback(i + 1)
     return FitResult(model, data, free, error, tuple(fits), problem)
 
 

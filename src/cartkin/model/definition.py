@@ -184,7 +184,13 @@ class Model:
         return to_sbml(self, dose_per_kg)
 
     def fingerprint(self) -> str:
-        """Hash of the symbolic content (not of the defaults): names the generated code."""
+        """Hash of the symbolic content (not of the defaults): names the generated code.
+
+        Computed once per (immutable) model: printing the sympy expressions takes ~70 ms for an
+        augmented sensitivity model, and every solve looks the compiled module up by this key."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is not None:
+            return cached
         text = "|".join([
             self.name, ",".join(self.state_names), ",".join(self.parameter_names),
             ";".join(sp.srepr(sp.sympify(self.equations[s])) for s in self.state_names),
@@ -193,7 +199,9 @@ class Model:
             repr(self.dose and (self.dose.target, sp.srepr(self.dose.per_kg), self.dose.weight)),
             ";".join(sp.srepr(sp.sympify(b)) for b in self.breakpoints),
         ])
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        cached = hashlib.sha256(text.encode()).hexdigest()[:16]
+        object.__setattr__(self, "_fingerprint", cached)  # frozen dataclass: not a field, not compared
+        return cached
 
     def __repr__(self) -> str:
         return (f"Model({self.name!r}, states={list(self.state_names)}, "
