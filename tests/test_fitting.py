@@ -102,3 +102,26 @@ def test_fit_recovers_known_parameters_within_their_intervals(tmp_path):
     assert all(Path(f).stat().st_size > 0 for f in files)
     header = (tmp_path / "estimates.csv").read_text().splitlines()[0]
     assert "rTA0_lower" in header and "converged" in header
+
+
+def test_pooled_sigma_is_the_joint_optimum_and_recovers_the_truth(tmp_path):
+    """One residual SD per observable shared by all subjects: near the truth, and no other σ's (with every
+    subject refitted) give a lower total −log L."""
+    model, data, truth = simulated_dataset(6, sigma=0.3, seed=11)
+    result = fit(model, data, estimate=FREE, starts=2, seed=1, pooled_sigma=True)
+    assert all(f.converged for f in result.fits), [f.warnings for f in result.fits]
+    assert all(f.names == FREE for f in result.fits)  # the σ's are not per-subject estimates
+    pooled = {name: (value, se) for name, value, se in result.pooled_sigma}
+    assert set(pooled) == {"sigma_nTA", "sigma_nB"}
+    for value, se in pooled.values():
+        assert 0 < se < 0.3
+        assert abs(np.log(value / 0.3)) < 3 * se + 0.1  # ML shrinks σ by ~sqrt(1 - 18/132) ≈ 0.93
+    assert result.n_parameters == 6 * len(FREE) + 2
+    assert result.aic == pytest.approx(2 * result.objective + 2 * result.n_parameters)
+    for factor in (0.9, 1.1):
+        other = fit(model, data, estimate=FREE, starts=2, seed=1,
+                    sigma={n: v * factor for n, (v, _) in pooled.items()})
+        assert other.objective > result.objective
+    result.write(tmp_path)
+    header = (tmp_path / "estimates.csv").read_text().splitlines()[0].split(",")
+    assert "sigma_nTA" in header and "sigma_nTA_upper" in header
