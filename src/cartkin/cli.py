@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="fix a residual SD, e.g. sigma_nTA=0.5")
     p.add_argument("--pooled-sigma", action="store_true",
                    help="one residual SD per observable shared by all subjects (for sparse subjects)")
+    p.add_argument("--profile", default="", metavar="NAMES",
+                   help="comma-separated free parameters to give profile-likelihood intervals, e.g. rho,kappa")
     p.add_argument("--dose", type=float, help="dose in cells/kg on day 0 when the data have no dose records")
     p.add_argument("--starts", type=int, default=4, help="optimiser starts per subject (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start draws (default 0)")
@@ -267,7 +269,7 @@ def _fit(args) -> int:
         regimen = Regimen.single(dose_per_kg=args.dose)
     print(f"{model.name}: {data.summary()}", flush=True)
     result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
-                 starts=args.starts, seed=args.seed, pooled_sigma=args.pooled_sigma)
+                 starts=args.starts, seed=args.seed, pooled_sigma=args.pooled_sigma, profile=args.profile)
     files = result.write(args.outdir)
     if not args.no_plots:
         files += result.plot(args.outdir)

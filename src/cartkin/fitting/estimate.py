@@ -9,6 +9,7 @@ observable and error component) are estimated with the parameters unless fixed.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -71,6 +72,7 @@ class FitResult:
     fits: tuple[SubjectFit, ...]
     problem: "_Problem" = field(repr=False)
     pooled_sigma: tuple[tuple[str, float, float], ...] = ()  # (name, estimate, SE of its log) when pooled
+    profiles: tuple = ()  # cartkin.fitting.profile.Profile per subject and profiled parameter
 
     @property
     def objective(self) -> float:
@@ -102,13 +104,22 @@ class FitResult:
                 row[f"{name}_se"] = value * se_log
                 row[f"{name}_lower"] = value * math.exp(-Z95 * se_log)
                 row[f"{name}_upper"] = value * math.exp(Z95 * se_log)
+            profiles = [pr for pr in self.profiles if pr.id == fit.id]
+            for pr in profiles:
+                row[f"{pr.parameter}_profile_lower"] = pr.lower
+                row[f"{pr.parameter}_profile_upper"] = pr.upper
             row.update(objective=fit.objective, AIC=fit.aic, BIC=fit.bic, converged=int(fit.converged),
-                       warnings="; ".join(fit.warnings))
+                       warnings="; ".join(fit.warnings + tuple(w for pr in profiles for w in pr.warnings)))
             rows.append(row)
-        columns = tuple(rows[0].keys())
+        columns = tuple(dict.fromkeys(k for row in rows for k in row))  # a failed fit has no profile columns
+        for row in rows:
+            for k in columns:
+                row.setdefault(k, math.nan)
         display = [("ID", lambda r: r["ID"])]
         for name in self.fits[0].names + tuple(n for n, _, _ in self.pooled_sigma):
             display.append((name, lambda r, n=name: _interval_text(r, n)))
+        for name in dict.fromkeys(pr.parameter for pr in self.profiles):
+            display.append((f"{name} profile", lambda r, n=name: _profile_text(r, n)))
         display += [("-logL", "objective"), ("conv", lambda r: "yes" if r["converged"] else "NO"),
                     ("warnings", lambda r: r["warnings"][:60])]
         return Table(columns, tuple(rows), tuple(display), title=f"{self.model.name}: individual estimates "
@@ -144,12 +155,26 @@ class FitResult:
             writer.writeheader()
             for r in rows:
                 writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        return [outdir / "estimates.csv", outdir / "predictions.csv"]
+        files = [outdir / "estimates.csv", outdir / "predictions.csv"]
+        if self.profiles:
+            from .profile import write_profiles
+            files.append(write_profiles(self.profiles, outdir / "profiles.csv"))
+        return files
 
     def plot(self, outdir):
         from pathlib import Path
         from ..report import fit_plots
-        return fit_plots.fit_figures(self, Path(outdir))
+        files = fit_plots.fit_figures(self, Path(outdir))
+        if self.profiles:
+            files.append(fit_plots.profile_figure(self, Path(outdir) / "profile_likelihood.png"))
+        return files
+
+
+def _profile_text(row, name):
+    from ..report.table import format_number
+    lo, hi = row.get(f"{name}_profile_lower", math.nan), row.get(f"{name}_profile_upper", math.nan)
+    return (f"[{'0 (open)' if lo == 0 else format_number(lo)}, "
+            f"{'inf (open)' if math.isinf(hi) else format_number(hi)}]")
 
 
 def _interval_text(row, name):
@@ -227,11 +252,13 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
         fix: Mapping[str, float] | None = None, error: str = "proportional",
         sigma: Mapping[str, float] | None = None, regimen: Regimen | None = None, starts: int = 4,
         seed: int = 0, rtol: float = 1e-8, atol: float = 1e-10, progress=None,
-        pooled_sigma: bool = False) -> FitResult:
+        pooled_sigma: bool = False, profile: Sequence[str] = ()) -> FitResult:
     """Fit each subject of `data` by maximum likelihood. See the module docstring.
 
     pooled_sigma: one residual SD per observable shared by all subjects (estimated jointly with every
-    subject's parameters) instead of one per subject; needed when subjects have few observations."""
+    subject's parameters) instead of one per subject; needed when subjects have few observations.
+    profile: free parameters to give profile-likelihood intervals (cartkin.fitting.profile)."""
+    from .profile import check_profile_names, profile_fits
     from ..progress import as_callback
     model = load_model(model)
     if error not in KINDS:
@@ -253,6 +280,7 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
             raise CartkinError(f"{name} is a covariate in the data; it cannot also be estimated")
     if starts < 1:
         raise CartkinError(f"starts must be >= 1, got {starts}")
+    profile = check_profile_names(profile or (), free, model)
     sigma = {k: float(v) for k, v in (sigma or {}).items()}
     for k, v in sigma.items():
         if not (math.isfinite(v) and v > 0):
@@ -269,7 +297,10 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
                 fits.append(_fit_subject(problem, subject, starts, np.random.default_rng([seed, i])))
                 if callback:
                     callback(i + 1)
-    return FitResult(model, data, free, error, tuple(fits), problem, pooled)
+        result = FitResult(model, data, free, error, tuple(fits), problem, pooled)
+        if profile:
+            result = dataclasses.replace(result, profiles=profile_fits(result, profile))
+    return result
 
 
 def _fit_pooled(problem: _Problem, subjects: Sequence[Subject], starts: int, seed: int, callback):
@@ -351,7 +382,6 @@ def _fit_pooled(problem: _Problem, subjects: Sequence[Subject], starts: int, see
 
 
 def _with_warning(fit: SubjectFit, warning: str) -> SubjectFit:
-    import dataclasses
     return dataclasses.replace(fit, converged=False, warnings=fit.warnings + (warning,))
 
 

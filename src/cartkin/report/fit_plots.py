@@ -110,3 +110,45 @@ def _residuals(result, path: Path) -> Path:
     ax.set_title("Individual weighted residuals vs time", fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def profile_figure(result, path: Path) -> Path:
+    """One panel per subject and profiled parameter: 2Δ(−log L) against the value (log axis over decades), the 3.84
+    threshold, the profile interval (solid) and the Wald interval (dashed)."""
+    from ..fitting.profile import CHI2_95
+    profiles = result.profiles
+    n = len(profiles)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fits = {f.id: f for f in result.fits}
+    for ax, pr in zip(axes.flat, profiles):
+        dev = pr.deviance
+        ok = np.isfinite(dev) & (dev < 1e6)
+        ax.plot(pr.values[ok], dev[ok], "o-", color=COLOURS[0], ms=2.5, linewidth=1.2)
+        ax.axhline(CHI2_95, color="grey", linestyle=":", linewidth=1)
+        ax.axvline(pr.estimate, color="k", linewidth=0.8)
+        for end in (pr.lower, pr.upper):
+            if 0 < end < math.inf:
+                ax.axvline(end, color=COLOURS[2], linewidth=1.2)
+        fit = fits[pr.id]
+        k = fit.names.index(pr.parameter)
+        for end in (fit.lower[k], fit.upper[k]):
+            if 0 < end < math.inf:
+                ax.axvline(end, color=COLOURS[4], linestyle="--", linewidth=1)
+        finite = pr.values[ok]
+        if finite.size and finite.max() > 10 * finite.min():  # log axis for profiles over decades
+            ax.set_xscale("log")
+        top = max(2 * CHI2_95, float(np.nanmax(dev[ok])) if ok.any() else 0)
+        ax.set_ylim(-0.3, min(top, 4 * CHI2_95))
+        open_sides = [s for s, flag in (("lower", pr.lower_open), ("upper", pr.upper_open)) if flag]
+        ax.set_title(f"ID {pr.id}: {pr.parameter}" + (f" (open {'/'.join(open_sides)})" if open_sides else ""),
+                     fontsize=9)
+        ax.set_xlabel(pr.parameter, fontsize=8)
+        ax.set_ylabel("2Δ(−log L)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(f"{result.model.name}: likelihood profiles; 3.84 line = 95% threshold; profile interval "
+                 f"(solid), Wald interval (dashed)", fontsize=9)
+    return _save(fig, path)
