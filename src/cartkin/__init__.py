@@ -14,10 +14,11 @@ from .simulation import (BatchResult, PopulationSummary, SimulationResult, Solve
 from . import metrics
 from .population import Population, Variability
 from .scenario import Scenario, compare, default_scenario
-from .fitting import fit, read_data
+from .fitting import fit, fit_population, read_data, vpc
 
 __all__ = ["CartkinError", "solve", "DoseInput", "Model", "Observable", "Parameter", "State",
            "list_models", "load_model", "Infusion", "Regimen", "BatchResult", "SimulationResult",
            "Solver", "Status", "simulate", "simulate_batch", "simulate_summaries", "PopulationSummary",
            "metrics", "Population", "Variability",
-           "Scenario", "compare", "default_scenario", "fit", "read_data"]
+           "Scenario", "compare", "default_scenario", "fit", "read_data",
+           "fit_population", "vpc"]

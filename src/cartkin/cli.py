@@ -4,7 +4,8 @@
     cartkin simulate --model il10 --dose 1e5 --per-kg --days 365 -o out.csv [--plot out.png]
     cartkin compare [SCENARIO.toml] -o OUTDIR  regimen comparison (default: the META 10-19 scenario)
     cartkin scenario                           print the default scenario file, to copy and edit
-    cartkin fit DATA.csv --model liu2022 -o OUTDIR
+    cartkin fit DATA.csv --model liu2022 -o OUTDIR [--population [--vpc]]
+    cartkin vpc FITDIR [--replicates 200] [--pred-corrected]   visual predictive check of a population fit
     cartkin export MODEL --sbml [-o FILE.xml]   the model as SBML (COPASI, tellurium, libRoadRunner)
 
 Bad input ends with one line `cartkin: error: ...` on stderr and exit code 2.
@@ -105,7 +106,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--starts", type=int, default=4, help="optimiser starts per subject (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start draws (default 0)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
+    pop = p.add_argument_group("population fit (SAEM)")
+    pop.add_argument("--population", action="store_true",
+                     help="population fit: log-normal random effects on the --estimate parameters (SAEM)")
+    pop.add_argument("--omega", choices=("diag", "full"), help="random-effect covariance (default diag)")
+    pop.add_argument("--covariate-effect", action="append", default=[], metavar="PARAMETER=COVARIATE[:power|exp]",
+                     help="covariate effect on a typical value, e.g. rTA0=nB0:power (repeatable)")
+    pop.add_argument("--iterations", metavar="K1,K2", help="exploratory and smoothing iterations (default 300,150)")
+    pop.add_argument("--chains", type=int, help="MCMC chains per subject (default: enough for 50 in all)")
+    pop.add_argument("--vpc", action="store_true", help="also run a visual predictive check (vpc.png)")
+    pop.add_argument("--replicates", type=int, help="VPC replicates with --vpc (default 200)")
     p.set_defaults(run=_fit)
+
+    p = sub.add_parser("vpc", help="visual predictive check of a population fit folder")
+    p.add_argument("fitdir", help="output folder of cartkin fit --population")
+    p.add_argument("--replicates", type=int, default=200, help="simulated replicates of the design (default 200)")
+    p.add_argument("--pred-corrected", action="store_true", help="prediction-corrected VPC")
+    p.add_argument("--bins", type=int, help="time bins per observable (default: from the number of observations)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulations (default 0)")
+    p.add_argument("-o", "--output", help="figure to write (default FITDIR/vpc.png, or pcvpc.png)")
+    p.set_defaults(run=_vpc)
 
     p = sub.add_parser("export", help="write a model as SBML Level 3 (for COPASI, tellurium, libRoadRunner)")
     p.add_argument("name", metavar="MODEL", help="model name")
@@ -268,6 +288,13 @@ def _fit(args) -> int:
     if args.dose is not None:
         regimen = Regimen.single(dose_per_kg=args.dose)
     print(f"{model.name}: {data.summary()}", flush=True)
+    if args.population:
+        source = {"files": [str(Path(f).resolve()) for f in args.data],
+                  "options": {"column_map": column_map, "dvid_map": dvid_map, "covariates": covariates,
+                              "lloq": args.lloq, "censor_floor": args.censor_floor, "prefix_ids": args.prefix_ids,
+                              "baseline": args.baseline}}
+        return _fit_population(args, model, data, estimate, fix, regimen, source)
+    _population_only(args)
     result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
                  starts=args.starts, seed=args.seed, pooled_sigma=args.pooled_sigma, profile=args.profile)
     files = result.write(args.outdir)
@@ -279,6 +306,72 @@ def _fit(args) -> int:
         print(f"\n{n_bad} of {len(result.fits)} subjects not converged or not identifiable: see the warnings column "
               f"in estimates.csv; fix or drop parameters (--fix, --estimate)")
     print(f"\n{len(files)} files in {args.outdir}/ ({', '.join(Path(f).name for f in files)})")
+    return 0
+
+
+def _population_only(args) -> None:
+    """Refuse population options on an individual fit, and individual-only options on a population fit."""
+    given = [flag for flag, value in (("--omega", args.omega), ("--covariate-effect", args.covariate_effect),
+                                      ("--iterations", args.iterations), ("--chains", args.chains),
+                                      ("--vpc", args.vpc), ("--replicates", args.replicates)) if value]
+    if given and not args.population:
+        raise CartkinError(f"{given[0]} needs --population")
+    if args.population:
+        for flag, value in (("--sigma", args.sigma), ("--pooled-sigma", args.pooled_sigma)):
+            if value:
+                raise CartkinError(f"{flag} is for individual fits; a population fit estimates the residual error")
+
+
+def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
+    from .fitting import fit_population, vpc
+
+    _population_only(args)
+    iterations = (300, 150)
+    if args.iterations:
+        parts = args.iterations.split(",")
+        try:
+            iterations = tuple(int(x) for x in parts)
+        except ValueError:
+            raise CartkinError(f"--iterations {args.iterations!r}: expected two integers K1,K2") from None
+        if len(iterations) != 2:
+            raise CartkinError(f"--iterations {args.iterations!r}: expected two integers K1,K2")
+    if args.seed < 0:
+        raise CartkinError(f"--seed must be >= 0, got {args.seed}")
+    start = time.perf_counter()
+    result = fit_population(model, data, estimate=estimate, fix=fix, error=args.error,
+                            covariate_effects=args.covariate_effect, omega=args.omega or "diag",
+                            iterations=iterations, chains=args.chains, seed=args.seed, regimen=regimen,
+                            data_source=source, progress=None)
+    outdir = Path(args.outdir)
+    files = result.write(outdir)
+    if not args.no_plots:
+        files += result.plot(outdir)
+    print(result)
+    if args.vpc:
+        check = vpc(result, replicates=args.replicates or 200, seed=args.seed)
+        files += [check.write(outdir), check.plot(outdir / "vpc.png")]
+    print(f"\n{len(files)} files in {outdir}/ ({', '.join(Path(f).name for f in files)}); "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _vpc(args) -> int:
+    from .fitting import load_fit, vpc
+
+    start = time.perf_counter()
+    if args.seed < 0:
+        raise CartkinError(f"--seed must be >= 0, got {args.seed}")
+    fit = load_fit(args.fitdir)
+    check = vpc(fit, replicates=args.replicates, prediction_corrected=args.pred_corrected, seed=args.seed,
+                n_bins=args.bins)
+    folder = Path(args.fitdir)
+    figure = Path(args.output) if args.output else folder / ("pcvpc.png" if args.pred_corrected else "vpc.png")
+    table = check.write(figure.parent)
+    check.plot(figure)
+    failed = f"; {check.failed} simulated subjects could not be solved" if check.failed else ""
+    print(f"{check.model_name}: {'prediction-corrected ' if args.pred_corrected else ''}VPC, {args.replicates} "
+          f"replicates of {fit.pm.data.n_subjects} subjects{failed} -> {figure}, {table} "
+          f"({time.perf_counter() - start:.1f} s)")
     return 0
 
 

@@ -1,0 +1,238 @@
+"""Visual predictive checks: replicates of the observed design simulated from the population estimates.
+
+Each replicate gives every subject new random effects η ~ N(0, Ω) (with its own covariates and doses),
+solves all subjects of all replicates in one call of the compiled batch solver, adds residual error at
+the observed times, and censors values below the limit of quantification. Per observable, times are
+split into bins holding about the same number of observations (bin edges between distinct times). In
+each bin the observed 5th/50th/95th percentiles are set against the 90% interval (by default) of the
+same percentiles over the replicates.
+
+Censored data: a censored value counts at its limit when percentiles are taken (observed and simulated
+alike), so a percentile at or below the limit is only known to be there and is flagged (not drawn);
+the fraction of observations below the limit per bin is compared with its simulated interval. The
+limit of a simulated observation is the observed one's when it was censored, otherwise the median limit
+of that observable's censored observations (no censoring if it has none).
+
+Prediction correction (Bergstrand et al. 2011): observed and simulated values (and limits) are multiplied
+by PRED_bin / PRED, PRED the population prediction (η = 0) of that observation and PRED_bin the median
+PRED of its bin, which removes the spread that comes from covariates and the design.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CartkinError
+from .population_model import PopulationModel
+from .saem import PopulationEstimates
+
+PERCENTILES = (5.0, 50.0, 95.0)
+
+
+@dataclass(eq=False)
+class ObservableCheck:
+    """The VPC numbers of one observable (bins in rows; percentiles in the order of PERCENTILES)."""
+    name: str
+    edges: np.ndarray              # n_bins + 1
+    centre: np.ndarray             # median observation time per bin
+    count: np.ndarray              # observations per bin
+    limit: np.ndarray              # the (median) limit of quantification per bin, NaN if none
+    observed: np.ndarray           # n_bins × 3
+    simulated: np.ndarray          # n_bins × 3 (percentile) × 3 (interval low, median, high)
+    observed_censored: np.ndarray  # fraction below the limit per bin
+    simulated_censored: np.ndarray  # n_bins × 3 (interval low, median, high)
+    times: np.ndarray              # observed points (for the scatter)
+    values: np.ndarray
+    censored: np.ndarray
+
+    @property
+    def has_censoring(self) -> bool:
+        return bool(np.any(self.censored) or np.nanmax(self.simulated_censored[:, 2], initial=0) > 0)
+
+
+@dataclass(eq=False)
+class VpcResult:
+    """`vpc(...)` output: `.checks` per observable, `.rows()` / `.write(outdir)` (vpc.csv) / `.plot(path)`."""
+    model_name: str
+    checks: tuple[ObservableCheck, ...]
+    replicates: int
+    prediction_corrected: bool
+    interval: float
+    seed: int
+    failed: int
+
+    def rows(self) -> list[dict]:
+        out = []
+        for c in self.checks:
+            for b in range(c.centre.size):
+                row = {"DVID": c.name, "bin": b + 1, "time_from": c.edges[b], "time_to": c.edges[b + 1],
+                       "time_median": c.centre[b], "n": int(c.count[b]), "limit": c.limit[b]}
+                for p, pct in enumerate(PERCENTILES):
+                    tag = f"p{pct:g}"
+                    row[f"observed_{tag}"] = c.observed[b, p]
+                    row[f"observed_{tag}_below_limit"] = int(_below(c.observed[b, p], c.limit[b]))
+                    for s, side in enumerate(("low", "median", "high")):
+                        row[f"simulated_{tag}_{side}"] = c.simulated[b, p, s]
+                row["observed_censored_fraction"] = c.observed_censored[b]
+                for s, side in enumerate(("low", "median", "high")):
+                    row[f"simulated_censored_{side}"] = c.simulated_censored[b, s]
+                out.append(row)
+        return out
+
+    def write(self, outdir) -> Path:
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        path = outdir / ("pcvpc.csv" if self.prediction_corrected else "vpc.csv")
+        rows = self.rows()
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else
+                                     f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        return path
+
+    def plot(self, path) -> Path:
+        from ..report.vpc import vpc_figure
+        return vpc_figure(self, Path(path))
+
+
+def _below(value: float, limit: float) -> bool:
+    return bool(math.isfinite(limit) and value <= limit * (1 + 1e-12))
+
+
+def simulate_design(pm: PopulationModel, estimates: PopulationEstimates, replicates: int,
+                    rng: np.random.Generator, max_redraws: int = 20):
+    """Replicates of the observed design: (simulated values replicates × observations, the design of one
+    replicate, usable replicate-subject rows). Random effects outside a parameter's bounds are redrawn."""
+    n, q = pm.data.n_subjects, pm.n_parameters
+    rows = np.tile(np.arange(n), replicates)
+    design = pm.design(rows)
+    chol = np.linalg.cholesky(estimates.omega)
+    mean = pm.mean_phi(estimates.fixed_effects, rows)
+    phi = mean + rng.standard_normal((rows.size, q)) @ chol.T
+    for _ in range(max_redraws):
+        _, inside = pm.parameter_matrix(phi, rows)
+        if inside.all():
+            break
+        bad = ~inside
+        phi[bad] = mean[bad] + rng.standard_normal((int(bad.sum()), q)) @ chol.T
+    pred, ok = design.predict(phi)
+    s1, s2 = pm.sigma_per_observation(estimates.sigma, design.slot)
+    eps = rng.standard_normal(pred.size)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if pm.error == "proportional":
+            y = pred * np.exp(s1 * eps)
+        elif pm.error == "additive":
+            y = pred + s1 * eps
+        else:
+            y = pred + np.sqrt(s1 ** 2 + (s2 * pred) ** 2) * eps
+    y[np.repeat(~ok, np.diff(design.starts))] = np.nan
+    one = pm.design(np.arange(n))
+    return y.reshape(replicates, one.y.size), one, ok.reshape(replicates, n)
+
+
+def time_bins(times: np.ndarray, n_bins: int | None = None) -> np.ndarray:
+    """Bin edges with about equal counts per bin, placed between distinct times."""
+    t = np.sort(np.asarray(times, dtype=float))
+    uniq, counts = np.unique(t, return_counts=True)
+    if n_bins is None:
+        n_bins = int(np.clip(t.size // 10, 2, 10))
+    n_bins = max(1, min(n_bins, uniq.size))
+    target = t.size / n_bins
+    edges = [uniq[0]]
+    cumulative = 0
+    for k in range(uniq.size - 1):
+        cumulative += counts[k]
+        if cumulative >= target * len(edges) and len(edges) < n_bins:
+            edges.append(0.5 * (uniq[k] + uniq[k + 1]))
+    edges.append(uniq[-1])
+    edges = np.array(edges)
+    if edges.size == 2 and edges[0] == edges[1]:
+        edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
+    return edges
+
+
+def vpc(fit, replicates: int = 200, prediction_corrected: bool = False, seed: int = 0,
+        n_bins: int | None = None, interval: float = 0.9) -> VpcResult:
+    """Visual predictive check of a population fit (a `PopulationResult`, `LoadedFit` or fit folder)."""
+    from .population_result import LoadedFit, PopulationResult, load_fit
+    if isinstance(fit, (str, Path)):
+        fit = load_fit(fit)
+    if isinstance(fit, PopulationResult):
+        pm, estimates = fit.pm, fit.estimates
+    elif isinstance(fit, LoadedFit):
+        if fit.pm is None:
+            raise CartkinError("the fit was loaded without its data; load_fit(folder, with_data=True)")
+        pm, estimates = fit.pm, fit.estimates
+    else:
+        raise CartkinError(f"vpc needs a population fit (result, loaded fit or folder), got {type(fit).__name__}")
+    if isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) or replicates < 20:
+        raise CartkinError(f"replicates must be an integer >= 20, got {replicates!r}")
+    if not 0.5 <= interval < 1:
+        raise CartkinError(f"interval must be between 0.5 and 1, got {interval}")
+    if n_bins is not None and (isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1):
+        raise CartkinError(f"bins must be an integer >= 1, got {n_bins!r}")
+    rng = np.random.default_rng(seed)
+    sim, design, ok = simulate_design(pm, estimates, int(replicates), rng)
+    pred, _ = design.predict(pm.mean_phi(estimates.fixed_effects))
+    checks = []
+    for j, name in enumerate(pm.observables):
+        sel = np.flatnonzero(design.slot == j)
+        if sel.size == 0:
+            continue
+        checks.append(_check(name, design, sel, sim[:, sel], pred[sel], prediction_corrected, n_bins, interval))
+    return VpcResult(pm.model.name, tuple(checks), int(replicates), bool(prediction_corrected), float(interval),
+                     int(seed), int((~ok).sum()))
+
+
+def _check(name, design, sel, sim, pred, corrected, n_bins, interval) -> ObservableCheck:
+    t = design.times[sel]
+    y = design.y[sel]
+    cens = design.censored[sel]
+    lim = design.limit[sel]
+    typical_limit = float(np.median(lim[cens])) if np.any(cens) else math.nan
+    limit = np.where(cens, lim, typical_limit)           # per observation; NaN: never censored
+    observed = np.where(cens, lim, y)
+    sim_cens = np.isfinite(limit)[None, :] & (sim < limit[None, :])
+    simulated = np.where(sim_cens, limit[None, :], sim)
+    edges = time_bins(t, n_bins)
+    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, edges.size - 2)
+    n_b = edges.size - 1
+    factor = np.ones(t.size)
+    if corrected:
+        for b in range(n_b):
+            in_b = which == b
+            good = in_b & (pred > 0) & np.isfinite(pred)
+            if np.any(good):
+                factor[good] = np.median(pred[good]) / pred[good]
+    observed = observed * factor
+    simulated = simulated * factor[None, :]
+    limit_c = limit * factor
+    lo_q, hi_q = (1 - interval) / 2 * 100, (1 + interval) / 2 * 100
+    centre = np.empty(n_b)
+    count = np.zeros(n_b, dtype=np.int64)
+    bin_limit = np.full(n_b, np.nan)
+    obs_p = np.full((n_b, 3), np.nan)
+    sim_p = np.full((n_b, 3, 3), np.nan)
+    obs_c = np.full(n_b, np.nan)
+    sim_c = np.full((n_b, 3), np.nan)
+    for b in range(n_b):
+        in_b = which == b
+        count[b] = int(in_b.sum())
+        if not count[b]:
+            centre[b] = 0.5 * (edges[b] + edges[b + 1])
+            continue
+        centre[b] = float(np.median(t[in_b]))
+        if np.any(np.isfinite(limit_c[in_b])):
+            bin_limit[b] = float(np.nanmedian(limit_c[in_b]))
+        obs_p[b] = np.percentile(observed[in_b], PERCENTILES)
+        per_rep = np.nanpercentile(simulated[:, in_b], PERCENTILES, axis=1).T     # replicates × 3
+        sim_p[b] = np.nanpercentile(per_rep, (lo_q, 50, hi_q), axis=0).T
+        obs_c[b] = float(np.mean(cens[in_b]))
+        sim_c[b] = np.percentile(np.mean(sim_cens[:, in_b], axis=1), (lo_q, 50, hi_q))
+    return ObservableCheck(name, edges, centre, count, bin_limit, obs_p, sim_p, obs_c, sim_c, t, observed, cens)

@@ -1,0 +1,242 @@
+"""Population fits (SAEM): recovery of known population parameters, likelihood by importance sampling
+against quadrature, reproducibility, VPC and CLI errors; the real Liu 2022 data when present."""
+import json
+import math
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+import cartkin
+from cartkin import CartkinError
+from cartkin.cli import main
+from cartkin.fitting import CovariateEffect, Dataset, Subject, fit_population, load_fit, vpc
+from cartkin.fitting.likelihood import negative_log_likelihood
+from cartkin.fitting.population_model import PopulationModel, pointwise_nll, truncated_normal_below
+from cartkin.fitting.saem import PopulationEstimates, SaemOptions, _importance_sampling
+from cartkin.simulation.run import Solver
+
+LIU = Path(__file__).resolve().parents[2] / "shared" / "data" / "liu2022"
+TRUTH = {"rTA0": 1.62, "lTA0": 0.12, "eBp": 22.72}
+OMEGA = {"rTA0": 0.3, "lTA0": 0.2, "eBp": 0.4}     # variances of the log-normal random effects
+BETA = -0.4                                        # rTA0 ∝ (nB0 / 1000)^BETA
+SIGMA = 0.3
+TIMES = np.array([1.0, 3, 7, 10, 14, 21, 28, 42, 56, 84])
+
+
+def simulated_population(n, seed, beta=BETA):
+    """liu2022 subjects: log-normal random effects, a power covariate effect of nB0 on rTA0,
+    proportional noise on nTA and nB, censoring at 0.2."""
+    model = cartkin.load_model("liu2022")
+    rng = np.random.default_rng(seed)
+    nb0 = np.exp(rng.normal(math.log(1000), 1.0, n))
+    params = {"nB0": nb0}
+    for name, value in TRUTH.items():
+        params[name] = value * np.exp(rng.normal(0, math.sqrt(OMEGA[name]), n))
+    params["rTA0"] = params["rTA0"] * (nb0 / 1000) ** beta
+    batch = cartkin.simulate_batch(model, None, TIMES, params, rtol=1e-10, atol=1e-12, progress=False)
+    assert batch.ok.all()
+    subjects = []
+    for i in range(n):
+        t = np.concatenate([TIMES, TIMES])
+        k = np.repeat([0, 1], TIMES.size)
+        f = np.concatenate([batch.observable("nTA")[i], batch.observable("nB")[i]])
+        y = f * np.exp(rng.normal(0, SIGMA, f.size))
+        order = np.argsort(t, kind="stable")
+        t, k, y = t[order], k[order], y[order]
+        cens = y <= 0.2
+        subjects.append(Subject(str(i + 1), t, np.where(cens, 0.2, y), k, cens, np.where(cens, 0.2, np.nan),
+                                {"nB0": float(nb0[i])}))
+    return model, Dataset(tuple(subjects), model.observables)
+
+
+@pytest.fixture(scope="module")
+def recovery():
+    model, data = simulated_population(40, seed=11)
+    result = fit_population(model, data, estimate=list(TRUTH), covariate_effects=["rTA0=nB0:power"], seed=3,
+                            options=SaemOptions(iterations=(150, 80), conditional_iterations=100,
+                                                importance_samples=500))
+    return data, result
+
+
+def test_saem_recovers_population_parameters(recovery):
+    data, result = recovery
+    assert data.n_censored > 0  # the M3 term is exercised
+    assert result.converged, result.warnings
+    se = dict(zip(result.parameter_names, result.standard_errors))
+    for name, true in TRUTH.items():
+        estimate = result.typical[name]
+        assert estimate == pytest.approx(true, rel=0.2), (name, estimate)
+        assert abs(estimate - true) < 3 * se[name]      # the SE is of the right size
+    omega = np.diag(result.omega)
+    for j, name in enumerate(result.pm.parameters):
+        assert omega[j] == pytest.approx(OMEGA[name], rel=0.5), (name, omega[j])
+    beta = result.coefficients["beta_rTA0_nB0"]
+    assert abs(beta - BETA) < max(0.2 * abs(BETA), 3 * se["beta_rTA0_nB0"]), beta
+    assert result.pm.effects[0].reference == pytest.approx(np.median([s.covariates["nB0"] for s in data.subjects]))
+    for name in ("sigma_nTA", "sigma_nB"):
+        assert result.sigma[name] == pytest.approx(SIGMA, rel=0.2)
+    assert np.all(np.isfinite(result.standard_errors))
+    assert np.isfinite(result.ofv) and result.ofv_se < 2.0
+    assert result.aic == pytest.approx(result.ofv + 2 * result.n_estimated)
+    # conditional modes sit where the individual posterior is highest: close to the conditional means
+    assert np.all(np.abs(result.modes - result.conditional_mean) < 3 * np.sqrt(
+        np.einsum("ijj->ij", result.conditional_cov)) + 0.05)
+    shrink = result.shrinkage
+    assert np.all((shrink > -0.5) & (shrink < 0.9))
+
+
+def test_fit_folder_tables_and_plots(recovery, tmp_path):
+    data, result = recovery
+    files = result.write(tmp_path) + result.plot(tmp_path)
+    names = {Path(f).name for f in files}
+    assert {"population.csv", "individuals.csv", "predictions.csv", "convergence.csv", "fit.json", "data.csv",
+            "convergence.png", "goodness_of_fit.png", "individual_fits.png", "random_effects.png"} <= names
+    assert all(Path(f).stat().st_size > 0 for f in files)
+    info = json.loads((tmp_path / "fit.json").read_text())
+    assert info["converged"] is True and info["estimates"]["typical"]["rTA0"] == pytest.approx(result.typical["rTA0"])
+    population = (tmp_path / "population.csv").read_text().splitlines()
+    assert population[0].startswith("parameter,kind,estimate,se,rse_pct")
+    assert len(population) == 1 + result.n_estimated
+    predictions = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert len(predictions) == 1 + data.n_observations and "PRED,IPRED,IWRES" in predictions[0]
+    # the folder reloads with its data, to the same estimates
+    loaded = load_fit(tmp_path)
+    assert loaded.pm.data.n_observations == data.n_observations
+    np.testing.assert_allclose(loaded.estimates.omega, result.omega)
+    np.testing.assert_allclose(loaded.estimates.fixed_effects, result.estimates.fixed_effects)
+
+
+def test_vpc_command_writes_its_plot(recovery, tmp_path, capsys):
+    _, result = recovery
+    result.write(tmp_path)
+    assert main(["vpc", str(tmp_path), "--replicates", "60", "--seed", "2"]) == 0
+    assert (tmp_path / "vpc.png").stat().st_size > 10_000
+    rows = (tmp_path / "vpc.csv").read_text().splitlines()
+    assert rows[0].startswith("DVID,bin,") and len(rows) > 4
+    assert main(["vpc", str(tmp_path), "--replicates", "60", "--pred-corrected", "-o", str(tmp_path / "pc.png")]) == 0
+    assert (tmp_path / "pc.png").is_file() and (tmp_path / "pcvpc.csv").is_file()
+    # the model the data came from: observed medians inside the simulated 90% intervals in most bins
+    check = vpc(result, replicates=100, seed=1)
+    inside = []
+    for c in check.checks:
+        for b in range(c.centre.size):
+            if c.count[b] >= 8 and not (np.isfinite(c.limit[b]) and c.observed[b, 1] <= c.limit[b]):
+                inside.append(c.simulated[b, 1, 0] <= c.observed[b, 1] <= c.simulated[b, 1, 2])
+    assert len(inside) >= 6 and np.mean(inside) >= 0.7, inside
+
+
+def test_same_seed_same_estimates_whatever_the_thread_count():
+    model, data = simulated_population(12, seed=4)
+    options = SaemOptions(iterations=(25, 15), conditional_iterations=20, importance_samples=100)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = fit_population(model, data, estimate=["rTA0", "lTA0"], seed=7, options=options)
+        numba.set_num_threads(max(2, previous) if numba.config.NUMBA_NUM_THREADS > 1 else 1)
+        two = fit_population(model, data, estimate=["rTA0", "lTA0"], seed=7, options=options)
+    finally:
+        numba.set_num_threads(previous)
+    other = fit_population(model, data, estimate=["rTA0", "lTA0"], seed=8, options=options)
+    np.testing.assert_array_equal(one.estimates.fixed_effects, two.estimates.fixed_effects)
+    np.testing.assert_array_equal(one.omega, two.omega)
+    np.testing.assert_array_equal(one.traces, two.traces)
+    assert one.ofv == two.ofv
+    assert not np.array_equal(one.traces, other.traces)
+
+
+def test_importance_sampling_matches_quadrature():
+    """One random effect: the marginal likelihood per subject by brute-force quadrature."""
+    model, data = simulated_population(6, seed=21, beta=0.0)
+    pm = PopulationModel(model, data, ["rTA0"], {}, "proportional", [], None, Solver("auto", 1e-8, 1e-10))
+    est = PopulationEstimates(np.array([math.log(1.62)]), np.array([[0.3]]), np.array([0.3, 0.3]))
+    grid = np.linspace(math.log(1.62) - 6, math.log(1.62) + 6, 1201)
+    n = data.n_subjects
+    design = pm.design(np.repeat(np.arange(n), grid.size))
+    pred, ok = design.predict(np.tile(grid, n)[:, None])
+    log_joint = (-design.nll(pred, ok, est.sigma).reshape(n, grid.size)
+                 - 0.5 * (grid - math.log(1.62)) ** 2 / 0.3 - 0.5 * math.log(2 * math.pi * 0.3))
+    step = grid[1] - grid[0]
+    exact = np.log(np.sum(np.exp(log_joint - log_joint.max(1, keepdims=True)), axis=1) * step) + log_joint.max(1)
+    weights = np.exp(log_joint - log_joint.max(1, keepdims=True))
+    weights /= weights.sum(1, keepdims=True)
+    mean = (weights @ grid)[:, None]
+    var = (weights @ grid ** 2)[:, None] - mean ** 2
+    ofv, ofv_se, subject_ll = _importance_sampling(pm, est, mean, var[:, :, None], np.full((n, 1), math.log(1.62)),
+                                                   2000, np.random.default_rng(0))
+    np.testing.assert_allclose(subject_ll, exact, atol=0.02)
+    assert ofv == pytest.approx(-2 * exact.sum(), abs=max(4 * ofv_se, 0.05))
+
+
+def test_pointwise_likelihood_matches_the_individual_fit_likelihood():
+    rng = np.random.default_rng(3)
+    f = np.exp(rng.normal(0, 1, 50))
+    y = f * np.exp(rng.normal(0, 0.4, 50))
+    cens = y < 0.5
+    lim = np.where(cens, 0.5, np.nan)
+    for kind, log_sigma in (("proportional", [math.log(0.4)]), ("additive", [math.log(0.7)]),
+                            ("combined", [math.log(0.2), math.log(0.3)])):
+        total = negative_log_likelihood(kind, f, np.where(cens, 0.5, y), cens, lim, log_sigma)[0]
+        s = np.exp(log_sigma)
+        mine = pointwise_nll(kind, f, np.where(cens, 0.5, y), cens, lim, np.full(50, s[0]),
+                             np.full(50, s[-1]) if kind == "combined" else None)
+        assert mine.sum() == pytest.approx(total, rel=1e-12)
+
+
+def test_truncated_normal_draws_stay_below_their_limit():
+    rng = np.random.default_rng(0)
+    upper = np.array([-40.0, -3.0, 0.0, 2.0] * 5000)
+    z = truncated_normal_below(rng, upper, np.ones(upper.size))
+    assert np.all(z <= upper)
+    # E[Z | Z < 0] = −√(2/π)
+    assert z[upper == 0].mean() == pytest.approx(-math.sqrt(2 / math.pi), abs=0.03)
+
+
+def test_bad_population_input_is_one_line_exit_2(tmp_path, capsys):
+    model, data = simulated_population(3, seed=1)
+    path = data.to_csv(tmp_path / "d.csv")
+    base = ["fit", str(path), "--model", "liu2022", "--covariate", "nB0=nB0", "-o", str(tmp_path / "out"),
+            "--population"]
+    cases = [(["--covariate-effect", "bogus=nB0"], "unknown parameter 'bogus'"),
+             (["--covariate-effect", "rTA0=WT"], "WT is not a covariate in the data"),
+             (["--covariate-effect", "ka=nB0", "--estimate", "rTA0"], "ka is not estimated"),
+             (["--covariate-effect", "rTA0=nB0:linear"], "unknown kind 'linear'"),
+             (["--iterations", "300"], "expected two integers K1,K2"),
+             (["--estimate", "rTA0,nB0"], "nB0 is a covariate in the data"),
+             (["--sigma", "sigma_nTA=0.3"], "--sigma is for individual fits")]
+    for extra, message in cases:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert main(base[:-1] + ["--omega", "full"]) == 2
+    assert "--omega needs --population" in capsys.readouterr().err
+    assert main(["vpc", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "fit folder not found" in err and err.count("\n") == 1
+    (tmp_path / "empty").mkdir()
+    assert main(["vpc", str(tmp_path / "empty")]) == 2
+    assert "not a population fit folder" in capsys.readouterr().err
+    with pytest.raises(CartkinError, match="power needs"):
+        PopulationModel(model, Dataset.from_arrays("liu2022", ["1"], [1.0], [5.0], "nTA", covariates={"nB0": [0.0]}),
+                        ["rTA0"], {}, "proportional", [CovariateEffect("rTA0", "nB0")], None, Solver())
+
+
+@pytest.mark.skipif(not LIU.is_dir(), reason=f"real Liu 2022 data not found at {LIU} (../shared/data/liu2022)")
+def test_real_liu2022_population_fit_and_vpc(tmp_path, capsys):
+    out = tmp_path / "fit"
+    args = ["fit", str(LIU / "Data_CR.csv"), str(LIU / "Data_NR.csv"), "--model", "liu2022", "-o", str(out),
+            "--map", "time=TIME,y=DV,y_ID=DVID", "--dvid", "1=nTA,2=nB", "--covariate", "Reg=nB0",
+            "--censor-floor", "0.2", "--prefix-ids", "--population", "--estimate", "rTA0,lTA0,eBp,nTN0",
+            "--iterations", "150,80", "--seed", "2", "--vpc", "--replicates", "50", "--no-plots"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "population estimates (SAEM, 21 subjects" in printed
+    info = json.loads((out / "fit.json").read_text())
+    assert info["likelihood"]["n_subjects"] == 21 and math.isfinite(info["likelihood"]["minus2loglik"])
+    assert all(v > 0 for v in info["estimates"]["typical"].values())
+    assert info["data"]["files"][0].endswith("Data_CR.csv") and info["data"]["options"]["censor_floor"] == 0.2
+    assert not (out / "data.csv").exists()  # the data stay where they are
+    assert (out / "vpc.png").stat().st_size > 10_000
+    assert main(["vpc", str(out), "--replicates", "40", "--pred-corrected"]) == 0
+    assert (out / "pcvpc.png").is_file()
