@@ -127,6 +127,65 @@ def test_vpc_command_writes_its_plot(recovery, tmp_path, capsys):
     assert len(inside) >= 6 and np.mean(inside) >= 0.7, inside
 
 
+SCENARIO = """
+[scenario]
+name = "from a fit"
+model = "{model}"
+horizon_days = 60
+
+[population]
+n = 400
+seed = 2
+from_fit = "{fit}"
+
+[population.covariates]
+nB0 = {{ distribution = "lognormal", median = 1000, cv = 100 }}
+
+[outcomes]
+exposure = "nTA"
+limit = 0.2
+blast = "LB"
+
+[[arms]]
+name = "as fitted"
+regimen = {{ none = true }}
+"""
+
+
+def test_scenario_takes_its_population_from_a_fit(recovery, tmp_path, capsys):
+    from cartkin.scenario.compare import arm_parameters, population_for
+    _, result = recovery
+    result.write(tmp_path / "fit")
+    path = tmp_path / "scenario.toml"
+    path.write_text(SCENARIO.format(model="liu2022", fit="fit"))  # relative to the scenario file
+    scenario = cartkin.Scenario.from_toml(path)
+    spec = scenario.population
+    assert spec.typical["rTA0"] == pytest.approx(result.typical["rTA0"])
+    omega = dict(zip(result.pm.parameters, np.diag(result.omega)))
+    assert spec.variability_cv["eBp"] == pytest.approx(100 * math.sqrt(math.expm1(omega["eBp"])))
+    # virtual patients follow the fitted model: log rTA0 = μ + β log(nB0 / ref) + η
+    P = arm_parameters(scenario, population_for(scenario).parameters(), scenario.arms[0])
+    model = scenario.model
+    reference = result.pm.effects[0].reference
+    x = np.log(P[:, model.parameter_index("nB0")] / reference)
+    y = np.log(P[:, model.parameter_index("rTA0")])
+    slope, intercept = np.polyfit(x, y, 1)
+    assert slope == pytest.approx(result.coefficients["beta_rTA0_nB0"], abs=0.1)
+    assert intercept == pytest.approx(math.log(result.typical["rTA0"]), abs=0.1)
+    assert np.var(y - slope * x - intercept) == pytest.approx(omega["rTA0"], rel=0.25)
+    assert main(["compare", str(path), "-o", str(tmp_path / "out"), "-n", "60", "--no-plots"]) == 0
+    assert "population fit" in (tmp_path / "out" / "summary.md").read_text()
+    capsys.readouterr()
+    path.write_text(SCENARIO.format(model="liu2022", fit="missing"))
+    assert main(["compare", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "population.from_fit: fit folder not found" in err and err.count("\n") == 1
+    path.write_text(SCENARIO.format(model="stein2019", fit="fit").replace('exposure = "nTA"', 'exposure = "C"')
+                    .replace('blast = "LB"', 'blast = ""').replace("nB0 =", "Cmax ="))
+    assert main(["compare", str(path), "-o", str(tmp_path / "out")]) == 2
+    assert "is of model liu2022, the scenario's model is stein2019" in capsys.readouterr().err
+
+
 def test_same_seed_same_estimates_whatever_the_thread_count():
     model, data = simulated_population(12, seed=4)
     options = SaemOptions(iterations=(25, 15), conditional_iterations=20, importance_samples=100)

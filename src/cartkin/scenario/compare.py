@@ -64,7 +64,7 @@ def population_for(scenario: Scenario) -> Population:
     variability = Variability(cv=dict(spec.variability_cv), correlation=dict(spec.correlation)) \
         if spec.variability_cv else None
     return Population(scenario.model, spec.n, seed=spec.seed, variability=variability,
-                      covariates=dict(spec.covariates) or None)
+                      covariates=dict(spec.covariates) or None, typical=dict(spec.typical) or None)
 
 
 def arm_parameters(scenario: Scenario, base: np.ndarray, arm: Arm) -> np.ndarray:
@@ -73,11 +73,22 @@ def arm_parameters(scenario: Scenario, base: np.ndarray, arm: Arm) -> np.ndarray
     model = scenario.model
     for name, value in arm.parameters.items():
         j = model.parameter_index(name)
-        typical = model.parameter(name).default
+        typical = scenario.population.typical.get(name, model.parameter(name).default)
         if name in scenario.population.variability_cv and typical != 0:
             P[:, j] = base[:, j] * (value / typical)
         else:
             P[:, j] = value
+    return apply_covariate_effects(model, P, scenario.population.covariate_effects)
+
+
+def apply_covariate_effects(model, P: np.ndarray, effects) -> np.ndarray:
+    """Covariate effects of a population fit on each patient's parameters: θ · (c / c_ref)^β ("power") or
+    θ · exp(β (c − c_ref)) ("exp"), c the patient's value of the covariate parameter."""
+    for parameter, covariate, kind, beta, reference in effects:
+        c = P[:, model.parameter_index(covariate)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = (c / reference) ** beta if kind == "power" else np.exp(beta * (c - reference))
+        P[:, model.parameter_index(parameter)] *= factor
     return P
 
 
@@ -206,7 +217,9 @@ def _markdown_report(comparison: Comparison, table: Table) -> str:
     o = s.outcomes
     lines = [f"# {s.name}", "", s.description, "",
              f"Model `{s.model.name}`, {s.population.n} virtual patients (seed {s.population.seed}), "
-             f"horizon {s.horizon:g} days. Medians with 5–95% ranges.", "", table.to_markdown(), "",
+             f"horizon {s.horizon:g} days. Medians with 5–95% ranges."
+             + (f" Typical values and variability from the population fit in `{s.population.from_fit}`."
+                if s.population.from_fit else ""), "", table.to_markdown(), "",
              "Definitions: Cmax, Tmax, AUC0–28 (linear-up/log-down), terminal half-life (log-linear best fit "
              f"after Tmax, on the curve up to day {HALF_LIFE_WINDOW:g}) and Tlast (last day above {o.limit:g}; "
              f"≥ horizon when still above it at the end) of `{o.exposure}`."]

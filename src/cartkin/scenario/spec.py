@@ -38,6 +38,10 @@ class PopulationSpec:
     variability_cv: Mapping[str, float] = field(default_factory=dict)  # CV% of log-normal IIV
     correlation: Mapping[tuple[str, str], float] = field(default_factory=dict)
     covariates: Mapping[str, Any] = field(default_factory=dict)  # name -> distribution object
+    typical: Mapping[str, float] = field(default_factory=dict)  # typical values (default: the model's)
+    # (parameter, covariate, "power" | "exp", coefficient, reference) from a population fit
+    covariate_effects: tuple[tuple[str, str, str, float, float], ...] = ()
+    from_fit: str = ""  # the population fit folder these came from
 
 
 @dataclass(frozen=True)
@@ -85,13 +89,14 @@ class Scenario:
         except UnicodeDecodeError:
             raise CartkinError(f"{path}: not a text file") from None
         try:
-            return cls.from_dict(data)
+            return cls.from_dict(data, base=path.parent)
         except CartkinError as exc:
             raise CartkinError(f"{path.name}: {exc}") from None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Scenario":
-        return _parse(_Section(data, ""))
+    def from_dict(cls, data: Mapping[str, Any], base: str | Path | None = None) -> "Scenario":
+        """base: folder that relative paths (population.from_fit) are resolved against first."""
+        return _parse(_Section(data, ""), Path(base) if base is not None else None)
 
 
 def default_scenario() -> Scenario:
@@ -174,7 +179,7 @@ def _non_negative(v):
     return None if v >= 0 else "must be >= 0"
 
 
-def _parse(root: _Section) -> Scenario:
+def _parse(root: _Section, base: Path | None = None) -> Scenario:
     head = root.section("scenario", required=True)
     name = head.get("name", str, "scenario")
     description = head.get("description", str, "")
@@ -188,7 +193,7 @@ def _parse(root: _Section) -> Scenario:
     atol = head.get("atol", float, 1e-9, _positive)
     head.finish()
 
-    population = _parse_population(root.section("population"), model)
+    population = _parse_population(root.section("population"), model, base)
     outcomes = _parse_outcomes(root.section("outcomes"), model, horizon)
 
     root.used.add("arms")
@@ -211,11 +216,13 @@ def _check_parameter(model: Model, name: str, key: str) -> None:
         raise CartkinError(f"{key}: {unknown_name_message('parameter', name, model.parameter_names, model.name)}")
 
 
-def _parse_population(sec: _Section, model: Model) -> PopulationSpec:
+def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> PopulationSpec:
     from ..population import covariates as cov  # local: population is a sibling layer
 
     n = sec.get("n", int, 1000, _positive)
     seed = sec.get("seed", int, 0, _non_negative)
+    from_fit = sec.get("from_fit", str, "")
+    fitted = _population_from_fit(from_fit, base, model, sec.key("from_fit")) if from_fit else {}
     cv_sec = sec.section("variability")
     cv = {}
     for pname in cv_sec.data:
@@ -230,7 +237,7 @@ def _parse_population(sec: _Section, model: Model) -> PopulationSpec:
             raise CartkinError(f"{corr_sec.key(pair)}: name a pair as \"a-b\" (e.g. \"rho-kappa\")")
         for pname in parts:
             _check_parameter(model, pname, corr_sec.key(pair))
-            if pname not in cv:
+            if pname not in cv and pname not in fitted.get("cv", {}):
                 raise CartkinError(f"{corr_sec.key(pair)}: {pname} has no variability to correlate")
         correlation[(parts[0], parts[1])] = corr_sec.get(
             pair, float, check=lambda v: None if -1 < v < 1 else "must be between -1 and 1")
@@ -246,7 +253,50 @@ def _parse_population(sec: _Section, model: Model) -> PopulationSpec:
             raise CartkinError(f"{key}: {pname} has both variability and a covariate distribution; keep one")
     cov_sec.finish()
     sec.finish()
-    return PopulationSpec(n=n, seed=seed, variability_cv=cv, correlation=correlation, covariates=covariates)
+    if fitted:
+        # the file's own [population.variability] and [population.correlation] entries win over the fit's
+        own = set(cv)
+        cv = {**{k: v for k, v in fitted["cv"].items() if k not in own}, **cv}
+        pairs = {frozenset(p) for p in correlation}
+        correlation = {**{p: r for p, r in fitted["correlation"].items()
+                          if not (set(p) & own) and frozenset(p) not in pairs}, **correlation}
+        for pname in covariates:
+            if pname in cv:
+                raise CartkinError(f"{sec.key('covariates')}.{pname}: {pname} has variability from the fit "
+                                   f"({from_fit}); it cannot also have a covariate distribution")
+    return PopulationSpec(n=n, seed=seed, variability_cv=cv, correlation=correlation, covariates=covariates,
+                          typical=fitted.get("typical", {}), covariate_effects=fitted.get("effects", ()),
+                          from_fit=fitted.get("folder", ""))
+
+
+def _population_from_fit(text: str, base: Path | None, model: Model, key: str) -> dict:
+    """Typical values, CV% and correlations (from Ω) and covariate effects of a population fit folder."""
+    from ..fitting.population_result import load_fit  # local: fitting is a sibling layer
+
+    folder = Path(text)
+    if not folder.is_absolute() and base is not None and (base / folder).is_dir():
+        folder = base / folder
+    try:
+        fit = load_fit(folder, with_data=False)
+    except CartkinError as exc:
+        raise CartkinError(f"{key}: {exc}") from None
+    if fit.model_name != model.name:
+        raise CartkinError(f"{key}: the fit in {folder} is of model {fit.model_name}, the scenario's model is "
+                           f"{model.name}")
+    omega = fit.omega
+    names = fit.parameters
+    cv = {p: 100.0 * math.sqrt(math.expm1(float(omega[j, j]))) for j, p in enumerate(names)}
+    correlation = {}
+    for a in range(len(names)):
+        for b in range(a):
+            r = float(omega[a, b] / math.sqrt(omega[a, a] * omega[b, b]))
+            if r != 0.0:
+                correlation[(names[b], names[a])] = r
+    coefficients = fit.coefficients
+    effects = tuple((e.parameter, e.covariate, e.kind, coefficients[e.name], float(e.reference))
+                    for e in fit.effects)
+    return {"cv": cv, "correlation": correlation, "typical": {**fit.fixed, **fit.typical}, "effects": effects,
+            "folder": str(folder)}
 
 
 def _parse_distribution(sec: _Section, cov):
