@@ -178,6 +178,20 @@ def test_lloq_by_dvid_code_and_positive_rule(tmp_path, liu):
     assert additive.n_observations == 3 and not additive.subjects[0].censored.any()
 
 
+def test_a_dvid_mapped_to_skip_is_left_out_and_listed(tmp_path, liu):
+    """il10 has no leukaemia-count observable: the Liu files' DVID 2 rows are skipped, not an error."""
+    path = write(tmp_path, "ID,TIME,DV,DVID\n1,1,5,1\n1,2,3,1\n1,1,40,2\n2,1,7,1\n2,3,0.5,2\n")
+    data = read_data(path, "il10", dvid_map={1: "car_blood", 2: "skip"})
+    assert [s.n_observations for s in data.subjects] == [2, 1]
+    assert data.observables_used == ("car_blood",)
+    assert [(r[0], r[1], r[3]) for r in data.excluded] == [("1", 1.0, "skipped DVID"), ("2", 3.0, "skipped DVID")]
+    assert "2 skipped DVID" in data.summary()
+    with pytest.raises(CartkinError, match="line 2: unknown DVID '1'"):  # unmapped codes still fail
+        read_data(path, "il10", dvid_map={2: "skip"})
+    with pytest.raises(CartkinError, match="subject 1: no observations"):
+        read_data(path, liu, dvid_map={1: "skip", 2: "skip"})
+
+
 def test_single_observable_model_needs_no_dvid_column(tmp_path):
     base = cartkin.load_model("liu2022")
     one = cartkin.Model(name="one", states=base.states, parameter_info=base.parameter_info,

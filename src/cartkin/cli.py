@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--outdir", default="cartkin-fit", help="output folder (default cartkin-fit)")
     p.add_argument("--map", action="append", default=[], metavar="FILECOL=STANDARD",
                    help="rename columns, e.g. --map time=TIME --map y=DV (repeatable or comma-separated)")
-    p.add_argument("--dvid", default="", help="map DVID numbers to observables, e.g. 1=nTA,2=nB")
+    p.add_argument("--dvid", default="", help="map DVID numbers to observables, e.g. 1=nTA,2=nB (2=skip leaves "
+                   "DVID 2 out)")
     p.add_argument("--covariate", action="append", default=[], metavar="COLUMN=PARAMETER",
                    help="a data column giving a parameter per subject, e.g. Reg=nB0")
     p.add_argument("--lloq", type=float, help="values below this are censored at it")

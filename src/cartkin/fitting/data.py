@@ -7,7 +7,8 @@ file column → standard name):
 ID        subject (text; "12.0" becomes "12", other text is kept as written, e.g. "007")
 TIME      days since the first infusion, >= 0
 DV        the observed value (for CENS = 1: the limit of quantification)
-DVID      which observable: its name, or a number mapped with ``dvid_map={1: "nTA"}``; may be left out
+DVID      which observable: its name, or a number mapped with ``dvid_map={1: "nTA"}`` (``{2: "skip"}``
+          leaves that DVID's rows out); may be left out
           when the model has a single observable
 MDV       optional; 1 = no observation on this row
 EVID      optional; 0 observation, 1 dose (AMT cells/kg, or cells with ``dose_unit="cells"``), 2 ignored;
@@ -62,6 +63,7 @@ from ..model.definition import Model, unknown_name_message
 
 STANDARD = ("ID", "TIME", "DV", "DVID", "MDV", "EVID", "AMT", "CENS", "LLOQ")
 BASELINE = ("drop", "zeros", "keep")
+SKIP = "skip"  # dvid_map={2: "skip"}: rows of that DVID are not fitted (listed in Dataset.excluded)
 _MISSING = {"", ".", "na", "nan"}
 
 
@@ -375,7 +377,7 @@ def read_data(paths: str | Path | Sequence[str | Path], model: Model | str,
             raise CartkinError(f"two covariate columns set parameter {parameter}")
     dvid = {}
     for key, name in (dvid_map or {}).items():
-        if name not in model.observables:
+        if name not in model.observables and name != SKIP:
             raise CartkinError("dvid_map: " + unknown_name_message("observable", str(name), model.observables,
                                                                  model.name))
         dvid[_code(key)] = name
@@ -674,6 +676,10 @@ def _build_subject(sid, rows, rules: _Rules, source: str, regimen: Regimen | Non
     for r in obs_rows:
         where = r["_where"]
         t = r["TIME"]
+        code = r.get("DVID")
+        if isinstance(code, str) and rules.dvid.get(code) == SKIP:
+            excluded.append((sid, t, f"DVID {code}", "skipped DVID", where))
+            continue
         k = _observable(r, rules, where)
         name = model.observables[k]
         if k in last_time and t < last_time[k][0]:
