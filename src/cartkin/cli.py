@@ -104,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="", metavar="NAMES",
                    help="comma-separated free parameters to give profile-likelihood intervals, e.g. rho,kappa")
     p.add_argument("--dose", type=float, help="dose in cells/kg on day 0 when the data have no dose records")
-    p.add_argument("--starts", type=int, default=4, help="optimiser starts per subject (default 4)")
+    p.add_argument("--starts", type=int, help="optimiser starts per subject (default 4); with --population, "
+                   "independent SAEM runs, the best -2LL kept (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start draws (default 0)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     pop = p.add_argument_group("population fit (SAEM)")
@@ -297,7 +298,8 @@ def _fit(args) -> int:
         return _fit_population(args, model, data, estimate, fix, regimen, source)
     _population_only(args)
     result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
-                 starts=args.starts, seed=args.seed, pooled_sigma=args.pooled_sigma, profile=args.profile)
+                 starts=4 if args.starts is None else args.starts, seed=args.seed, pooled_sigma=args.pooled_sigma,
+                 profile=args.profile)
     files = result.write(args.outdir)
     if not args.no_plots:
         files += result.plot(args.outdir)
@@ -318,7 +320,8 @@ def _population_only(args) -> None:
     if given and not args.population:
         raise CartkinError(f"{given[0]} needs --population")
     if args.population:
-        for flag, value in (("--sigma", args.sigma), ("--pooled-sigma", args.pooled_sigma)):
+        for flag, value in (("--sigma", args.sigma), ("--pooled-sigma", args.pooled_sigma),
+                            ("--profile", getattr(args, "profile", ""))):
             if value:
                 raise CartkinError(f"{flag} is for individual fits; a population fit estimates the residual error")
 
@@ -342,12 +345,16 @@ def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
     result = fit_population(model, data, estimate=estimate, fix=fix, error=args.error,
                             covariate_effects=args.covariate_effect, omega=args.omega or "diag",
                             iterations=iterations, chains=args.chains, seed=args.seed, regimen=regimen,
-                            data_source=source, progress=None)
+                            starts=1 if args.starts is None else args.starts, data_source=source, progress=None)
     outdir = Path(args.outdir)
     files = result.write(outdir)
     if not args.no_plots:
         files += result.plot(outdir)
     print(result)
+    if result.settings["starts"] > 1:
+        print(f"-2LL of the {result.settings['starts']} starts: "
+              + ", ".join(f"{x:.2f}" for x in result.settings["start_minus2loglik"])
+              + f" (kept start {result.settings['best_start']})")
     if args.vpc:
         check = vpc(result, replicates=args.replicates or 200, seed=args.seed)
         files += [check.write(outdir), check.plot(outdir / "vpc.png")]

@@ -33,7 +33,7 @@ from .saem import PopulationEstimates, trace_names
 Z95 = 1.959963984540054
 FIT_FILE = "fit.json"
 FORMAT = "cartkin-population-fit-1"
-DRIFT_LIMIT = 1.5  # |mean difference of the two halves of the late exploratory window| / its SD
+DRIFT_LIMIT = 1.5  # |mean difference of the two halves of the late exploratory window| / its SD (and > SE)
 
 
 @dataclass(eq=False)
@@ -149,10 +149,14 @@ class PopulationResult:
         if window.shape[0] >= 8:
             half = window.shape[0] // 2
             sd = window.std(axis=0)
+            change = np.abs(window[half:].mean(axis=0) - window[:half].mean(axis=0))
             with np.errstate(divide="ignore", invalid="ignore"):
-                drift = np.abs(window[half:].mean(axis=0) - window[:half].mean(axis=0)) / sd
+                drift = change / sd
+            # a drift counts when it is large against the trace's noise and against the estimate's SE
+            se = self.standard_errors
+            drifting = (drift > DRIFT_LIMIT) & ~(change < se)
             omega_cols = [j for j, nm in enumerate(names) if nm.startswith("omega2_")]
-            for j in np.flatnonzero(drift > DRIFT_LIMIT):
+            for j in np.flatnonzero(drifting):
                 if j in omega_cols and window[-1, j] < window[0, j] and window[-1, j] < 0.01:
                     continue  # reported below as a vanishing random effect
                 warnings.append(f"{names[j]} still drifting at the end of the exploratory phase (increase K1)")

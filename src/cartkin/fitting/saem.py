@@ -106,14 +106,17 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
                    covariate_effects: Sequence[CovariateEffect | str] = (), omega: str = "diag",
                    iterations: tuple[int, int] = (300, 150), chains: int | None = None, seed: int = 0,
                    regimen: Regimen | None = None, initial: Mapping[str, float] | None = None,
-                   rtol: float = 1e-6, atol: float = 1e-9, importance_samples: int = 1000,
+                   rtol: float = 1e-6, atol: float = 1e-9, importance_samples: int = 1000, starts: int = 1,
                    options: SaemOptions | None = None, data_source: Mapping | None = None, progress=None):
     """Population (nonlinear mixed-effects) fit of `data` by SAEM; returns a `PopulationResult`.
 
     estimate: parameters with a log-normal random effect (default: the model's default fit set).
     fix: parameters held at a value for everyone. covariate_effects: `CovariateEffect`s or
     "PARAMETER=COVARIATE[:power|exp]". omega: "diag" or "full". initial: start typical values.
-    data_source: how the data were read ({"files": [...], "options": {...}}), kept for `cartkin vpc`.
+    starts: independent SAEM runs (the first from `initial` with `seed`, the others from typical values
+    moved by a log-normal factor, CV ~50%, with seeds [seed, k]); the lowest −2LL is kept and every run's
+    −2LL is reported (settings["start_minus2loglik"]). data_source: how the data were read
+    ({"files": [...], "options": {...}}), kept for `cartkin vpc`.
     """
     from ..progress import as_callback
     from .population_result import PopulationResult
@@ -126,6 +129,8 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
         raise CartkinError(f"omega must be one of {', '.join(OMEGA_STRUCTURES)}, got {omega!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise CartkinError(f"seed must be an integer >= 0, got {seed!r}")
+    if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 1:
+        raise CartkinError(f"starts must be an integer >= 1, got {starts!r}")
     options = options or SaemOptions(iterations=tuple(iterations), chains=chains,
                                      importance_samples=importance_samples)
     fix = {k: float(v) for k, v in (fix or {}).items()}
@@ -133,24 +138,45 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
                             tuple(q for q in model.default_fit if q not in fix), fix)
     effects = [e if isinstance(e, CovariateEffect) else CovariateEffect.parse(e) for e in covariate_effects]
     pm = PopulationModel(model, data, free, fix, error, effects, regimen, Solver("auto", rtol, atol, 100_000))
-    start = _initial_estimates(pm, initial)
-    rng = np.random.default_rng(seed)
+    first = _initial_estimates(pm, initial)
     k1, k2 = options.iterations
-    total = k1 + k2 + options.conditional_iterations
-    callback = as_callback(progress, total, f"SAEM {pm.data.n_subjects} subjects")
-    with single_blas_thread():  # only tiny matrices here; a threaded BLAS would cost more than it gives
-        sampler = _Sampler(pm, options, rng, start)
-        estimates, traces = _saem(pm, sampler, start, options, omega, callback)
-        t_saem = time.perf_counter() - started
-        post = _post_fit(pm, sampler, estimates, options, omega, callback, k1 + k2)
+    per_run = k1 + k2 + options.conditional_iterations
+    bar = as_callback(progress, per_run * starts, f"SAEM {pm.data.n_subjects} subjects")
+    runs = []
+    t_saem = 0.0
+    for k in range(starts):
+        rng = np.random.default_rng(int(seed) if k == 0 else [int(seed), k])
+        start = first if k == 0 else _moved(pm, first, rng)
+        callback = (lambda done, offset=k * per_run: bar(offset + done)) if bar else None
+        with single_blas_thread():  # only tiny matrices here; a threaded BLAS would cost more than it gives
+            t0 = time.perf_counter()
+            sampler = _Sampler(pm, options, rng, start)
+            estimates, traces = _saem(pm, sampler, start, options, omega, callback)
+            t_saem += time.perf_counter() - t0
+            post = _post_fit(pm, sampler, estimates, options, omega, callback, k1 + k2)
+        runs.append((estimates, traces, post, sampler.chains))
+    scores = [r[2]["ofv"] if math.isfinite(r[2]["ofv"]) else math.inf for r in runs]
+    best = int(np.argmin(scores))
+    estimates, traces, post, chains = runs[best]
     elapsed = time.perf_counter() - started
-    settings = {"iterations": [k1, k2], "chains": sampler.chains, "kernels": list(options.kernels),
+    settings = {"iterations": [k1, k2], "chains": chains, "kernels": list(options.kernels),
                 "annealing": options.annealing, "conditional_iterations": options.conditional_iterations,
                 "importance_samples": options.importance_samples, "seed": int(seed), "omega": omega,
-                "rtol": rtol, "atol": atol}
+                "rtol": rtol, "atol": atol, "starts": int(starts), "best_start": best + 1,
+                "start_minus2loglik": [float(x) for x in scores]}
     return PopulationResult(pm=pm, estimates=estimates, omega_structure=omega, traces=traces, settings=settings,
                             data_source=dict(data_source) if data_source else None,
                             timings={"saem": t_saem, "total": elapsed}, **post)
+
+
+def _moved(pm: PopulationModel, start: PopulationEstimates, rng: np.random.Generator) -> PopulationEstimates:
+    """Start values for another run: typical values times a log-normal factor, within the bounds."""
+    moved = start.copy()
+    q = pm.n_parameters
+    mu = start.fixed_effects[:q] + rng.normal(0.0, 0.5, q)
+    with np.errstate(divide="ignore"):
+        moved.fixed_effects[:q] = np.clip(mu, np.log(np.maximum(pm.lower, 1e-300)) + 1e-9, np.log(pm.upper) - 1e-9)
+    return moved
 
 
 def _initial_estimates(pm: PopulationModel, initial: Mapping[str, float] | None) -> PopulationEstimates:
