@@ -174,7 +174,8 @@ def run_roadrunner(rr, P, times, rtol, atol):
 
 
 def numbalsoda_setup(mod, n: int, npar: int):
-    """A cfunc RHS (the generated code) and a numba loop over subjects calling numbalsoda.lsoda."""
+    """A cfunc RHS (the generated code) and a numba loop over subjects calling numbalsoda.lsoda
+    (its default step limit, 10,000 per output interval)."""
     import numba
     from numba import carray, cfunc
     from numbalsoda import lsoda, lsoda_sig
@@ -188,8 +189,7 @@ def numbalsoda_setup(mod, n: int, npar: int):
     def loop(address, Y0, P, times, rtol, atol, out):
         failed = 0
         for i in range(P.shape[0]):
-            usol, success = lsoda(address, Y0[i].copy(), times, data=P[i].copy(), rtol=rtol, atol=atol,
-                                  mxstep=100_000)
+            usol, success = lsoda(address, Y0[i].copy(), times, data=P[i].copy(), rtol=rtol, atol=atol)
             if success:
                 out[i] = usol
             else:
