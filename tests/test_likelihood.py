@@ -177,6 +177,16 @@ def test_bad_predictions_give_inf_not_nan():
         value, d_pred, d_sigma = negative_log_likelihood(g, y, c, lim, ERRORS[0])
         assert value == math.inf
         assert np.all(d_pred == 0) and np.all(d_sigma == 0)
+    # a censored point (index 2) predicted at or below zero is below its limit for sure: its term is the
+    # f -> 0+ limit of the M3 term, 0, and the others are unchanged
+    g = f.copy()
+    g[2] = 1e-200
+    near_zero = negative_log_likelihood(g, y, c, lim, ERRORS[0])
+    for bad in (0.0, -1e-12):
+        g[2] = bad
+        value, d_pred, d_sigma = negative_log_likelihood(g, y, c, lim, ERRORS[0])
+        assert value == pytest.approx(near_zero.value, rel=1e-12)
+        assert d_pred[2] == 0 and np.allclose(d_pred, near_zero.d_pred) and np.allclose(d_sigma, near_zero.d_sigma)
     # on the natural scale a prediction <= 0 is legitimate; only non-finite ones fail
     for error in ERRORS[1:]:
         g = f.copy()

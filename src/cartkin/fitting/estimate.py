@@ -32,6 +32,7 @@ from .sensitivities import augmented_model, sensitivity_name
 Z95 = 1.959963984540054
 FAILED = 1e10  # objective value where the model cannot be solved (large, but finite for line searches)
 SPAN = math.log(1000.0)  # estimates are searched within 1000-fold of the model default
+SCREEN = 50        # points screened over the search box for the multi-start (see _screened_starts)
 STATIONARY = 1e-4  # |projected gradient| of −log L per unit log parameter that counts as an optimum
 
 
@@ -458,11 +459,9 @@ def _optimise_subject(problem: _Problem, subject: Subject, starts: int, rng,
     bounds = _search_bounds(problem, len(est_sigma))
     best = None
     raw_objective = objective
-    for start in range(starts):
-        x = x0.copy()
-        if start:
-            x[:q] += rng.normal(0.0, 0.7, q)
-        x = np.clip(x, [b[0] for b in bounds], [b[1] for b in bounds])
+    lo, hi = np.array(bounds).T
+    first = np.clip(x0, lo, hi)
+    for x in [first] + _screened_starts(raw_objective, first, lo[:q], hi[:q], starts - 1, rng):
         # scale so the first gradient is O(1): L-BFGS-B's first step is the raw negative gradient,
         # which would otherwise jump to the bounds
         f0, g0 = raw_objective(x)
@@ -494,6 +493,24 @@ def _optimise_subject(problem: _Problem, subject: Subject, starts: int, rng,
         if best is None or res.fun < best.fun:
             best = res
     return best
+
+
+def _screened_starts(objective, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int, rng) -> list:
+    """`n` further starts: the best of 2 × SCREEN points (one solve each), half drawn uniformly over the
+    log-scale search box of the structural parameters and half around x0 (SD 0.7 on the log scale); the
+    residual SDs as in x0. Real subjects' optima can lie tens of times from the defaults in several
+    parameters at once, where draws around the defaults never land."""
+    if n <= 0:
+        return []
+    q = lo.size
+    size = max(SCREEN, 4 * n)
+    draws = np.clip(np.vstack([rng.uniform(lo, hi, size=(size, q)), x0[:q] + rng.normal(0.0, 0.7, (size, q))]),
+                    lo, hi)
+    candidates = np.tile(x0, (draws.shape[0], 1))
+    candidates[:, :q] = draws
+    values = np.array([objective(x)[0] for x in candidates])
+    order = [i for i in np.argsort(values) if values[i] < FAILED]
+    return [candidates[i] for i in order[:n]]
 
 
 def _summarise(problem: _Problem, subject: Subject, best, sigma_fixed: Mapping[str, float] | None = None):
@@ -530,6 +547,10 @@ def _summarise(problem: _Problem, subject: Subject, best, sigma_fixed: Mapping[s
             warnings.append(f"{name} at its bound")
         elif se_log[k] > 2.0:
             warnings.append(f"{name} poorly identified (SE on log scale {se_log[k]:.1f})")
+    measured = subject.n_observations - subject.n_censored
+    if measured < len(names):
+        warnings.append(f"{measured} measured observations for {len(names)} estimated parameters: not "
+                        f"identifiable from this subject alone")
     p, log_sigma = unpack(x)
     # L-BFGS-B reports a failed line search when it starts at (or reaches) the optimum within the noise
     # of the ODE solution: a stationary point (projected gradient ~0) is converged all the same

@@ -13,9 +13,10 @@ M3 term −log Φ((g(L) − g(f)) / sd) with g = log for ``proportional`` and th
 computed with `scipy.special.log_ndtr` so that it stays accurate far in either tail (→ 0 when f ≪ L,
 ≈ u²/2 when f ≫ L).
 
-Failure rules: a prediction that is not finite, or ≤ 0 under ``proportional``, makes the value +inf
-(never NaN) with a zero gradient — a solver failure or an impossible parameter set, for the optimiser
-to step back from. Bad *data* (an uncensored y ≤ 0 or a censored limit ≤ 0 under ``proportional``, a
+Failure rules: a prediction that is not finite, or ≤ 0 under ``proportional`` for a measured point, makes
+the value +inf (never NaN) with a zero gradient — a solver failure or an impossible parameter set, for the
+optimiser to step back from. A censored point predicted ≤ 0 under ``proportional`` (a state killed to zero,
+within the solver's tolerance) is certainly below its limit: it contributes 0, the f → 0+ limit. Bad *data* (an uncensored y ≤ 0 or a censored limit ≤ 0 under ``proportional``, a
 censored point without a finite limit, arrays of different lengths) raise `CartkinError`.
 
 Two calling forms exist:
@@ -272,8 +273,12 @@ def _nll(kind, sigmas, pred, obs, censored, limits):
     f, y, cens, lim = _arrays(pred, obs, censored, limits)
     _check_data(kind, y, cens, lim)
     ns = n_sigmas(kind)
-    if not np.all(np.isfinite(f)) or (kind == "proportional" and np.any(f <= 0)):
+    # a censored point predicted at or below 0 (a state killed to zero, within the solver's tolerance) is
+    # certainly below its limit: its M3 term takes its f -> 0+ limit, 0, with zero gradient
+    vanished = cens & (f <= 0) if kind == "proportional" else np.zeros(f.shape, bool)
+    if not np.all(np.isfinite(f)) or (kind == "proportional" and np.any((f <= 0) & ~vanished)):
         return math.inf, np.zeros(f.shape), np.zeros(ns)
+    f = np.where(vanished, 1.0, f)  # any positive value: those terms are zeroed below
     target = np.where(cens, lim, y)  # the limit for censored points, the value otherwise
     if kind == "proportional":
         sigma = float(sigmas[0])
@@ -301,7 +306,8 @@ def _nll(kind, sigmas, pred, obs, censored, limits):
         jacobian = 0.0
     # uncensored: u²/2 + log s + log(2π)/2 (+ log y); censored: −log Φ(u)
     value = np.where(cens, -log_ndtr(u), 0.5 * u * u + np.log(s) + 0.5 * LOG_2PI + jacobian)
-    dv_du = np.where(cens, -_mills(u), u)
+    value = np.where(vanished, 0.0, value)
+    dv_du = np.where(vanished, 0.0, np.where(cens, -_mills(u), u))
     dv_ds_direct = np.where(cens, 0.0, 1.0 / s)  # from the log s term
     dv_ds = dv_du * (-u / s) + dv_ds_direct     # u = (…)/s, so du/ds = −u/s
     d_pred = dv_du * du_df + dv_ds_direct * ds_df  # du_df already holds u's dependence on s(f)
