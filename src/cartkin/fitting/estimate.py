@@ -5,7 +5,9 @@ multi-start); the objective is −log L with the M3 term for censored points; it
 forward sensitivity model (cartkin.fitting.sensitivities) solved in compiled code. Standard errors come
 from the observed Fisher information (the Hessian of −log L, by central differences of the analytic
 gradient), on the log scale; intervals are exp(φ ± 1.96 SE). Residual standard deviations (one per
-observable and error component) are estimated with the parameters unless fixed.
+observable and error component) are estimated with the parameters unless fixed: per subject, or with
+``pooled_sigma=True`` shared by all subjects (`_fit_pooled`). Profile-likelihood intervals on request
+(cartkin.fitting.profile).
 """
 from __future__ import annotations
 
@@ -449,8 +451,8 @@ def _fit_subject(problem: _Problem, subject: Subject, starts: int, rng,
 
 def _optimise_subject(problem: _Problem, subject: Subject, starts: int, rng,
                       sigma_fixed: Mapping[str, float] | None = None, x_start: np.ndarray | None = None):
-    """The best L-BFGS-B result over `starts` starts (None if no start could be solved). `x_start` (log
-    free parameters) replaces the model defaults as the first start; the others are drawn around it."""
+    """The best L-BFGS-B result over `starts` starts (None if no start could be solved): the model defaults
+    (or `x_start`, log free parameters, for a warm start) and `starts - 1` from `_screened_starts`."""
     objective, unpack, est_sigma = _objective_factory(problem, subject, sigma_fixed)
     q = len(problem.free)
     base = problem.base_parameters(subject)

@@ -16,8 +16,9 @@ computed with `scipy.special.log_ndtr` so that it stays accurate far in either t
 Failure rules: a prediction that is not finite, or ≤ 0 under ``proportional`` for a measured point, makes
 the value +inf (never NaN) with a zero gradient — a solver failure or an impossible parameter set, for the
 optimiser to step back from. A censored point predicted ≤ 0 under ``proportional`` (a state killed to zero,
-within the solver's tolerance) is certainly below its limit: it contributes 0, the f → 0+ limit. Bad *data* (an uncensored y ≤ 0 or a censored limit ≤ 0 under ``proportional``, a
-censored point without a finite limit, arrays of different lengths) raise `CartkinError`.
+within the solver's tolerance) is certainly below its limit: it contributes 0, the f → 0+ limit. Bad
+*data* (an uncensored y ≤ 0 or a censored limit ≤ 0 under ``proportional``, a censored point without a
+finite limit, arrays of different lengths) raise `CartkinError`.
 
 Two calling forms exist:
 

@@ -113,8 +113,8 @@ def _residuals(result, path: Path) -> Path:
 
 
 def profile_figure(result, path: Path) -> Path:
-    """One panel per subject and profiled parameter: 2Δ(−log L) against the value (log axis over decades), the 3.84
-    threshold, the profile interval (solid) and the Wald interval (dashed)."""
+    """One panel per subject and profiled parameter: 2Δ(−log L) against the value (log axis when it spans
+    decades), the 3.84 threshold, the profile interval (solid) and the Wald interval (dashed)."""
     from ..fitting.profile import CHI2_95
     profiles = result.profiles
     n = len(profiles)
