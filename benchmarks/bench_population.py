@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--rtol", type=float, default=1e-6)
     parser.add_argument("--atol", type=float, default=1e-9)
-    parser.add_argument("--chunk", type=int, default=65_536)
+    parser.add_argument("--chunk", type=int, default=16_384)
     args = parser.parse_args()
     import numba
     import cartkin
