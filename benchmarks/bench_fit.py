@@ -86,26 +86,14 @@ def objective(model, subject, p, log_sigma) -> float:
 
 def scipy_fit(model, mod, subject, sigma, method: str):
     """least_squares over solve_ivp from the defaults; returns (full parameter vector, seconds)."""
-    import numba
     from scipy.integrate import solve_ivp
     from scipy.optimize import least_squares
     from scipy.special import log_ndtr
 
-    rhs, jac = mod.rhs, mod.jac
+    from bench_peers import scipy_functions  # the same njit wrappers as the simulation benchmark's peers
+
     n = model.n_states()
-
-    @numba.njit
-    def f(t, y, p):
-        out = np.empty(n)
-        rhs(t, y, p, 0.0, out)
-        return out
-
-    @numba.njit
-    def J(t, y, p):
-        out = np.empty((n, n))
-        jac(t, y, p, 0.0, out)
-        return out
-
+    f, J = scipy_functions(mod, n)
     base = np.array([q.default for q in model.parameter_info])
     for name, value in subject.covariates.items():
         base[model.parameter_index(name)] = value
