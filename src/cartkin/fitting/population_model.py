@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-import numba
 import numpy as np
 from scipy.special import log_ndtr, ndtri
 
@@ -34,10 +33,6 @@ from .data import Dataset
 from .likelihood import KINDS, LOG_2PI, n_sigmas
 
 COVARIATE_KINDS = ("power", "exp")
-#: batches smaller than this are solved on one thread: starting the worker threads for each call of the
-#: batch solver costs more than it saves on ~100 small subjects (measured: 63 liu2022 subjects 1.0 ms on
-#: one thread, 2.4 ms on two; 420 subjects 7.0 ms vs 5.3 ms); large batches (importance sampling, VPC) use all
-PARALLEL_MIN_ROWS = 300
 
 
 @dataclass(frozen=True)
@@ -299,14 +294,8 @@ class Design:
     def predict_parameters(self, P: np.ndarray, inside: np.ndarray | None = None):
         """Predictions from full parameter rows (rows × model parameters)."""
         pm = self.pm
-        threads = numba.get_num_threads()
-        if threads > 1 and P.shape[0] < PARALLEL_MIN_ROWS:
-            numba.set_num_threads(1)
-        try:
-            out, _, codes, _, _ = solve_flat(pm.model, P, self.t_flat, self.t_offsets, self.events,
-                                             self.ev_offsets, pm.solver)
-        finally:
-            numba.set_num_threads(threads)
+        out, _, codes, _, _ = solve_flat(pm.model, P, self.t_flat, self.t_offsets, self.events, self.ev_offsets,
+                                         pm.solver)
         obs = np.empty((self.t_flat.size, len(pm.model.observables)))
         pm.module.observe_batch(self.t_flat, self.t_offsets, out, np.ascontiguousarray(P), obs)
         pred = obs[self.time_position, self.column]
