@@ -26,6 +26,10 @@ from ..model.definition import Model, t
 from .printer import assignments, to_code
 
 _TS = sp.Symbol("ts")  # time used in Piecewise conditions (the segment midpoint)
+#: LLVM fast-math flags for the right-hand side, Jacobians and the batch loop: fused multiply-add,
+#: reciprocal multiplication and reassociation (lets the stage loops vectorise): 1-8% less time per il10
+#: subject (82-87 vs 83-92 µs, noisy A/B). Not 'nnan'/'ninf': non-finite values must stay detectable.
+FAST_MATH = {"contract", "arcp", "nsz", "reassoc"}
 _LOADED: dict[str, ModuleType] = {}
 
 ENTRY_TEMPLATE = '''
@@ -44,7 +48,7 @@ def observe_batch(t_out, t_offsets, Y, P, out):
 # The batch loop is sequential and releases the GIL: cartkin.simulation runs chunks of subjects on a
 # thread pool. (parallel=True/prange costs ~6 s more compile time per loop for no speed gain here.)
 # mode: 0 = Dormand–Prince only, 1 = Rodas only, 2 = auto (Dormand–Prince, Rodas once stiff).
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST_MATH)
 def batch_solve(mode, P, t_out, t_offsets, ev_t, ev_amount, ev_kind, ev_target, ev_offsets, rtol, atol,
                 max_steps, out, codes, t_fail, counters):
     for i in range(P.shape[0]):
@@ -91,7 +95,7 @@ def generate_source(model: Model) -> str:
 
     def dense(name: str, args: str, mat: sp.Matrix, states: bool, zero: bool) -> list[str]:
         entries = [(i, j, mat[i, j]) for i in range(mat.rows) for j in range(mat.cols) if mat[i, j] != 0]
-        lines = ["@njit(cache=True, error_model='numpy')", f"def {name}({args}):"]
+        lines = ["@njit(cache=True, error_model='numpy', fastmath=FAST_MATH)", f"def {name}({args}):"]
         lines += unpack(states)
         if zero:
             lines.append("    out[:] = 0.0")
@@ -100,7 +104,7 @@ def generate_source(model: Model) -> str:
         return lines
 
     def vector(name: str, args: str, vec: list, states: bool) -> list[str]:
-        lines = ["@njit(cache=True, error_model='numpy')", f"def {name}({args}):"]
+        lines = ["@njit(cache=True, error_model='numpy', fastmath=FAST_MATH)", f"def {name}({args}):"]
         lines += unpack(states)
         lines += assignments([f"out[{i}]" for i in range(len(vec))], vec)
         lines.append("    return")
@@ -119,6 +123,7 @@ def generate_source(model: Model) -> str:
         f"N_OBSERVABLES = {g.rows}",
         f"N_BREAKPOINTS = {len(bps)}",
         f"WEIGHT_INDEX = {weight_index}",
+        "FAST_MATH = {" + ", ".join(repr(flag) for flag in sorted(FAST_MATH)) + "}",
         "",
     ]
     src += vector("rhs", "t, y, p, ts, out", list(f), True) + [""]
