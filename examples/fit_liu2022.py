@@ -163,6 +163,9 @@ def main() -> None:
     parser.add_argument("--free-sets", action="store_true", help="also compare il10 free sets")
     args = parser.parse_args()
     data = Path(args.data)
+    missing = [f"Data_{name}.csv" for name in ("CR", "NR") if not (data / f"Data_{name}.csv").is_file()]
+    if missing:
+        raise SystemExit(f"fit_liu2022: {', '.join(missing)} not found in {data}; pass --data FOLDER")
     rows, extra = [], []
     for name in ("CR", "NR"):
         path = data / f"Data_{name}.csv"

@@ -44,14 +44,17 @@ def test_same_seed_gives_an_identical_summary(result):
     assert other.summary.rows != result.summary.rows
 
 
-def test_one_and_two_threads_give_identical_results(result):
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads (one core here)")
+def test_one_and_two_threads_give_identical_results():
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
         one = compare(small(), progress=False)
+        numba.set_num_threads(2)
+        two = compare(small(), progress=False)
     finally:
         numba.set_num_threads(before)
-    for a, b in zip(one.arms, result.arms):
+    for a, b in zip(one.arms, two.arms):
         for key in a.outcomes:
             np.testing.assert_array_equal(a.outcomes[key], b.outcomes[key])
 
@@ -163,6 +166,9 @@ def test_cli_models_and_simulate(tmp_path, capsys):
     (["simulate", "--days", "-1"], "--days"),
     (["simulate", "--param", "rho=nan"], "finite"),
     (["compare", "missing.toml"], "scenario file not found"),
+    (["simulate", "--dose", "abc"], "invalid float value: 'abc'"),
+    (["simulate", "--dose", "-1e5", "--per-kg"], "--dose=-1e5"),
+    (["simulate", "--methd", "rodas"], "unrecognized arguments"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
     assert main(argv + (["-o", str(tmp_path / "x.csv")] if argv[0] == "simulate" else [])) == 2

@@ -29,6 +29,30 @@ def test_cli_fit_errors_exit_2(tmp_path, capsys):
     assert "unknown parameter 'bogus'" in capsys.readouterr().err
     assert main(["fit", str(path), "--model", "liu2022", "--fix", "rTA0=-1", "-o", str(tmp_path)]) == 2
     assert "outside the bounds" in capsys.readouterr().err
+    for bad in (["--seed", "-1"], ["--starts", "0"], ["--population", "--vpc", "--replicates", "5"]):
+        outdir = tmp_path / "out"
+        assert main(["fit", str(path), "--model", "liu2022", "-o", str(outdir)] + bad) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("cartkin: error: --") and len(err.strip().splitlines()) == 1
+        assert not outdir.exists()
+
+
+def test_a_failed_command_leaves_no_half_written_folder(tmp_path):
+    from cartkin.report.output import staged_folder
+    target = tmp_path / "fit"
+    target.mkdir()
+    (target / "keep.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with staged_folder(target) as stage:
+            (stage / "estimates.csv").write_text("half")
+            raise RuntimeError("plot failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit"]
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+    with staged_folder(target) as stage:
+        (stage / "estimates.csv").write_text("new")
+        (stage / "keep.txt").write_text("replaced")
+    assert (target / "estimates.csv").read_text() == "new" and (target / "keep.txt").read_text() == "replaced"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit"]
 
 
 FREE = ("rTA0", "lTA0", "eBp")

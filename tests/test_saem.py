@@ -186,7 +186,9 @@ def test_scenario_takes_its_population_from_a_fit(recovery, tmp_path, capsys):
     assert "is of model liu2022, the scenario's model is stein2019" in capsys.readouterr().err
 
 
-def test_same_seed_same_estimates_whatever_the_thread_count():
+def test_same_seed_same_estimates_whatever_the_thread_count(monkeypatch):
+    # a SAEM proposal here is 60 rows, under the serial cut-off: lower it so the iterations really run threaded
+    monkeypatch.setattr("cartkin.simulation.run.MIN_CHUNK", 4)
     model, data = simulated_population(12, seed=4)
     options = SaemOptions(iterations=(25, 15), conditional_iterations=20, importance_samples=100)
     previous = numba.get_num_threads()

@@ -19,11 +19,15 @@ import time
 from pathlib import Path
 
 from .errors import CartkinError
+from .report.output import staged_folder
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
+        return int(exc.code or 0)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -40,9 +44,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error every cartkin error has (argparse prints the usage block)."""
+
+    def error(self, message: str):
+        if "expected one argument" in message:
+            message += " (a value that starts with '-' is written --option=VALUE, e.g. --dose=-1e5)"
+        print(f"cartkin: error: {self.prog.removeprefix('cartkin ')}: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
-    parser = argparse.ArgumentParser(prog="cartkin", description="CAR T-cell cellular kinetics: simulate, "
+    parser = _Parser(prog="cartkin", description="CAR T-cell cellular kinetics: simulate, "
                                      "compare regimens on virtual populations, fit kinetics data.")
     parser.add_argument("--version", action="version", version=f"cartkin {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -251,9 +265,10 @@ def _compare(args) -> int:
           f"model {scenario.model.name}, {scenario.horizon:g} days", flush=True)
     result = compare(scenario)
     outdir = Path(args.outdir)
-    files = result.write(outdir)
-    if not args.no_plots:
-        files += result.plot(outdir)
+    with staged_folder(outdir) as stage:
+        files = result.write(stage)
+        if not args.no_plots:
+            files += result.plot(stage)
     print(result.summary)
     print(f"\n{len(files)} files in {outdir}/ ({', '.join(f.name for f in files)}); "
           f"{time.perf_counter() - start:.1f} s")
@@ -277,6 +292,7 @@ def _fit(args) -> int:
     from .model import load_model
 
     model = load_model(args.model)
+    _check_fit_options(args)
     column_map = _pairs(args.map, "--map")
     dvid_map = _pairs([args.dvid], "--dvid") if args.dvid else {}
     covariates = _pairs(args.covariate, "--covariate")
@@ -289,20 +305,20 @@ def _fit(args) -> int:
     regimen = None
     if args.dose is not None:
         regimen = Regimen.single(dose_per_kg=args.dose)
-    print(f"{model.name}: {data.summary()}", flush=True)
+    print(data.summary(), flush=True)
     if args.population:
         source = {"files": [str(Path(f).resolve()) for f in args.data],
                   "options": {"column_map": column_map, "dvid_map": dvid_map, "covariates": covariates,
                               "lloq": args.lloq, "censor_floor": args.censor_floor, "prefix_ids": args.prefix_ids,
                               "baseline": args.baseline}}
         return _fit_population(args, model, data, estimate, fix, regimen, source)
-    _population_only(args)
     result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
                  starts=4 if args.starts is None else args.starts, seed=args.seed, pooled_sigma=args.pooled_sigma,
                  profile=args.profile)
-    files = result.write(args.outdir)
-    if not args.no_plots:
-        files += result.plot(args.outdir)
+    with staged_folder(args.outdir) as stage:
+        files = result.write(stage)
+        if not args.no_plots:
+            files += result.plot(stage)
     print(result.estimates_table())
     n_bad = sum(not f.converged for f in result.fits)
     if n_bad:
@@ -310,6 +326,15 @@ def _fit(args) -> int:
               f"in estimates.csv; fix or drop parameters (--fix, --estimate)")
     print(f"\n{len(files)} files in {args.outdir}/ ({', '.join(Path(f).name for f in files)})")
     return 0
+
+
+def _check_fit_options(args) -> None:
+    """Refuse, before any fitting, options that do not go together or are out of range."""
+    for flag, value, low in (("--seed", args.seed, 0), ("--starts", args.starts, 1), ("--chains", args.chains, 1),
+                             ("--replicates", args.replicates, 20)):
+        if value is not None and value < low:
+            raise CartkinError(f"{flag} must be >= {low}, got {value}")
+    _population_only(args)
 
 
 def _population_only(args) -> None:
@@ -329,7 +354,6 @@ def _population_only(args) -> None:
 def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
     from .fitting import fit_population, vpc
 
-    _population_only(args)
     iterations = (300, 150)
     if args.iterations:
         parts = args.iterations.split(",")
@@ -339,25 +363,24 @@ def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
             raise CartkinError(f"--iterations {args.iterations!r}: expected two integers K1,K2") from None
         if len(iterations) != 2:
             raise CartkinError(f"--iterations {args.iterations!r}: expected two integers K1,K2")
-    if args.seed < 0:
-        raise CartkinError(f"--seed must be >= 0, got {args.seed}")
     start = time.perf_counter()
     result = fit_population(model, data, estimate=estimate, fix=fix, error=args.error,
                             covariate_effects=args.covariate_effect, omega=args.omega or "diag",
                             iterations=iterations, chains=args.chains, seed=args.seed, regimen=regimen,
                             starts=1 if args.starts is None else args.starts, data_source=source, progress=None)
     outdir = Path(args.outdir)
-    files = result.write(outdir)
-    if not args.no_plots:
-        files += result.plot(outdir)
-    print(result)
-    if result.settings["starts"] > 1:
-        print(f"-2LL of the {result.settings['starts']} starts: "
-              + ", ".join(f"{x:.2f}" for x in result.settings["start_minus2loglik"])
-              + f" (kept start {result.settings['best_start']})")
-    if args.vpc:
-        check = vpc(result, replicates=args.replicates or 200, seed=args.seed)
-        files += [check.write(outdir), check.plot(outdir / "vpc.png")]
+    with staged_folder(outdir) as stage:
+        files = result.write(stage)
+        if not args.no_plots:
+            files += result.plot(stage)
+        print(result)
+        if result.settings["starts"] > 1:
+            print(f"-2LL of the {result.settings['starts']} starts: "
+                  + ", ".join(f"{x:.2f}" for x in result.settings["start_minus2loglik"])
+                  + f" (kept start {result.settings['best_start']})")
+        if args.vpc:
+            check = vpc(result, replicates=args.replicates or 200, seed=args.seed)
+            files += [check.write(stage), check.plot(stage / "vpc.png")]
     print(f"\n{len(files)} files in {outdir}/ ({', '.join(Path(f).name for f in files)}); "
           f"{time.perf_counter() - start:.1f} s")
     return 0

@@ -283,6 +283,8 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
             raise CartkinError(f"{name} is a covariate in the data; it cannot also be estimated")
     if starts < 1:
         raise CartkinError(f"starts must be >= 1, got {starts}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise CartkinError(f"seed must be an integer >= 0, got {seed!r}")
     profile = check_profile_names(profile or (), free, model)
     sigma = {k: float(v) for k, v in (sigma or {}).items()}
     for k, v in sigma.items():
