@@ -126,6 +126,11 @@ def test_fit_recovers_known_parameters_within_their_intervals(tmp_path):
     assert all(Path(f).stat().st_size > 0 for f in files)
     header = (tmp_path / "estimates.csv").read_text().splitlines()[0]
     assert "rTA0_lower" in header and "converged" in header
+    correlations = (tmp_path / "correlations.csv").read_text().splitlines()
+    assert correlations[0] == "ID,parameter,with,correlation" and len(correlations) == 1 + 30 * 3
+    first = result.fits[0]
+    assert correlations[1].split(",")[1:] == ["rTA0", "lTA0", f"{first.correlation[0, 1]:.4g}"]
+    assert -1 <= first.correlation[0, 1] <= 1
 
 
 def test_pooled_sigma_is_the_joint_optimum_and_recovers_the_truth(tmp_path):

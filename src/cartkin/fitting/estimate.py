@@ -124,7 +124,7 @@ class FitResult:
         for name in dict.fromkeys(pr.parameter for pr in self.profiles):
             display.append((f"{name} profile", lambda r, n=name: _profile_text(r, n)))
         display += [("-logL", "objective"), ("conv", lambda r: "yes" if r["converged"] else "NO"),
-                    ("warnings", lambda r: r["warnings"][:60])]
+                    ("warnings", lambda r: _shorten(r["warnings"], 60))]
         return Table(columns, tuple(rows), tuple(display), title=f"{self.model.name}: individual estimates "
                      f"[95% CI], {self.error} error")
 
@@ -158,7 +158,14 @@ class FitResult:
             writer.writeheader()
             for r in rows:
                 writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        files = [outdir / "estimates.csv", outdir / "predictions.csv"]
+        with open(outdir / "correlations.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["ID", "parameter", "with", "correlation"])
+            for fit in self.fits:  # of the log-scale estimates, from the observed information
+                for a in range(len(fit.names)):
+                    for b in range(a + 1, len(fit.names)):
+                        writer.writerow([fit.id, fit.names[a], fit.names[b], f"{fit.correlation[a, b]:.4g}"])
+        files = [outdir / "estimates.csv", outdir / "predictions.csv", outdir / "correlations.csv"]
         if self.profiles:
             from .profile import write_profiles
             files.append(write_profiles(self.profiles, outdir / "profiles.csv"))
@@ -178,6 +185,13 @@ def _profile_text(row, name):
     lo, hi = row.get(f"{name}_profile_lower", math.nan), row.get(f"{name}_profile_upper", math.nan)
     return (f"[{'0 (open)' if lo == 0 else format_number(lo)}, "
             f"{'inf (open)' if math.isinf(hi) else format_number(hi)}]")
+
+
+def _shorten(text: str, width: int) -> str:
+    """`text` cut to `width` characters at a word boundary, with an ellipsis (the CSV keeps it whole)."""
+    if len(text) <= width:
+        return text
+    return text[:width - 1].rsplit(" ", 1)[0].rstrip(";,") + " …"
 
 
 def _interval_text(row, name):
