@@ -192,6 +192,16 @@ def test_a_dvid_mapped_to_skip_is_left_out_and_listed(tmp_path, liu):
         read_data(path, liu, dvid_map={1: "skip", 2: "skip"})
 
 
+def test_a_column_named_as_a_parameter_is_a_covariate_unless_mapped(tmp_path, liu):
+    text = "ID,TIME,DV,DVID,nB0,Reg\n1,1,5,nTA,700,3\n1,2,7,nTA,700,3\n2,1,3,nTA,900,4\n"
+    data = read_data(write(tmp_path, text), liu)
+    assert data.covariate_names == ("nB0",)
+    assert [s.covariates for s in data.subjects] == [{"nB0": 700.0}, {"nB0": 900.0}]
+    mapped = read_data(write(tmp_path, text), liu, covariates={"Reg": "nB0"})  # the explicit mapping wins
+    assert [s.covariates for s in mapped.subjects] == [{"nB0": 3.0}, {"nB0": 4.0}]
+    assert read_data(write(tmp_path, text), liu, column_map={"nB0": "other"}).covariate_names == ()
+
+
 def test_single_observable_model_needs_no_dvid_column(tmp_path):
     base = cartkin.load_model("liu2022")
     one = cartkin.Model(name="one", states=base.states, parameter_info=base.parameter_info,

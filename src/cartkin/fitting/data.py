@@ -18,7 +18,8 @@ CENS      optional; 1 = below the limit of quantification, DV holds the limit (B
 LLOQ      optional; a limit per row: DV < LLOQ is censored at LLOQ
 ========  =================================================================================================
 
-Covariate columns set model parameters per subject: ``covariates={"Reg": "nB0"}``; a covariate must be
+Covariate columns set model parameters per subject: ``covariates={"Reg": "nB0"}``, and a column named
+exactly as a parameter (``WT``, ``L0``) does so without being listed; a covariate must be
 constant within a subject (empty cells are allowed if the others agree) and within its parameter's bounds.
 Missing numbers are written as an empty cell, ``.``, ``NA`` or ``NaN``.
 
@@ -367,6 +368,7 @@ def read_data(paths: str | Path | Sequence[str | Path], model: Model | str,
         raise CartkinError("no data files given")
     _check_dose_unit(dose_unit)
     covariates = dict(covariates or {})
+    covariates.update(_named_covariates(paths, dict(column_map or {}), model, covariates))
     for column, parameter in covariates.items():
         model.parameter_index(parameter)
         if str(column).upper() in STANDARD:
@@ -495,6 +497,22 @@ def _find(name: str, header: Sequence[str]) -> int | None:
         return header.index(name)
     low = [h.lower() for h in header]
     return low.index(name.lower()) if name.lower() in low else None
+
+
+def _named_covariates(paths, column_map: Mapping[str, str], model: Model, given: Mapping[str, str]) -> dict:
+    """Columns named exactly as a model parameter (WT, L0, ...) that are not mapped otherwise: covariates
+    of that parameter, so a file with a WT column sets each subject's weight without --covariate."""
+    taken = set(given) | set(given.values()) | set(column_map) | set(column_map.values())
+    found = {}
+    for path in paths:
+        if not path.is_file():
+            continue  # _read_rows reports it
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+        for name in (h.strip() for h in header):
+            if name in model.parameter_names and name.upper() not in STANDARD and name not in taken:
+                found[name] = name
+    return found
 
 
 def _read_rows(path: Path, column_map: Mapping[str, str], covariates: Mapping[str, str]):
