@@ -122,6 +122,11 @@ regimen = { dose_per_kg = 1e5 }
     (lambda s: s.replace("horizon_days = 60", "horizon_days = 60\nhorizon = 3"), "scenario.horizon: unknown key"),
     (lambda s: s + "\n[outcomes]\nrelapse_days = [400]\n", "outcomes.relapse_days[0]: day 400 is beyond"),
     (lambda s: s.replace("[population]", "[population"), "not valid TOML"),
+    (lambda s: s + "\n[population.omega]\nrho = 0.1\n", "population.omega.rho: rho also has a CV%"),
+    (lambda s: s + "\n[population.covariate_table]\npath = \"pts.csv\"\ncolumns = { WTT = \"weight\" }\n",
+     "population.covariate_table.columns.WTT: unknown parameter"),
+    (lambda s: s + "\n[population.covariate_table]\npath = \"none.csv\"\ncolumns = { WT = \"weight\" }\n",
+     "none.csv"),
 ])
 def test_bad_scenarios_name_the_key(tmp_path, capsys, edit, message):
     path = tmp_path / "bad.toml"
@@ -133,6 +138,25 @@ def test_bad_scenarios_name_the_key(tmp_path, capsys, edit, message):
     captured = capsys.readouterr()
     assert captured.err.startswith("cartkin: error: ") and message in captured.err
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_omega_and_a_covariate_table_in_a_scenario_file(tmp_path, monkeypatch):
+    """[population.omega] is the CV% of [population.variability] written as ω²; [population.covariate_table]
+    draws whole rows of a CSV (looked up next to the scenario file), so covariates stay paired."""
+    (tmp_path / "pts.csv").write_text("weight,blasts\n50,100\n80,3000\n65,800\n")
+    text = BASE.replace("[population.variability]\nrho = 20\n", "[population.omega]\nrho = 0.0392207\n")
+    text += '\n[population.covariate_table]\npath = "pts.csv"\ncolumns = { WT = "weight", L0 = "blasts" }\n'
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    monkeypatch.chdir("/")  # the CSV is found beside the scenario file, not in the working folder
+    spec = Scenario.from_toml(path).population
+    assert spec.variability_cv["rho"] == pytest.approx(20.0, rel=1e-5)
+    from cartkin.scenario.compare import population_for
+    pop = population_for(Scenario.from_toml(path))
+    P = pop.parameters()
+    model = pop.model
+    rows = {(w, l) for w, l in zip(P[:, model.parameter_index("WT")], P[:, model.parameter_index("L0")])}
+    assert rows <= {(50.0, 100.0), (80.0, 3000.0), (65.0, 800.0)} and len(rows) > 1
 
 
 def test_cli_compare_runs_a_scenario_file(tmp_path, capsys):

@@ -229,6 +229,14 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
         _check_parameter(model, pname, cv_sec.key(pname))
         cv[pname] = cv_sec.get(pname, float, check=_non_negative)
     cv_sec.finish()
+    omega_sec = sec.section("omega")  # the same variability as ω² (variance of the log): CV = sqrt(e^ω² − 1)
+    for pname in omega_sec.data:
+        _check_parameter(model, pname, omega_sec.key(pname))
+        if pname in cv:
+            raise CartkinError(f"{omega_sec.key(pname)}: {pname} also has a CV% in [population.variability]; "
+                               f"keep one")
+        cv[pname] = 100.0 * math.sqrt(math.expm1(omega_sec.get(pname, float, check=_non_negative)))
+    omega_sec.finish()
     corr_sec = sec.section("correlation")
     correlation = {}
     for pair in corr_sec.data:
@@ -247,11 +255,23 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
     for pname in cov_sec.data:
         key = cov_sec.key(pname)
         _check_parameter(model, pname, key)
-        covariates[pname] = _parse_distribution(_Section(cov_sec.data[pname], key), cov)
+        covariates[pname] = _parse_distribution(_Section(cov_sec.data[pname], key), cov, base)
         cov_sec.used.add(pname)
         if pname in cv:
             raise CartkinError(f"{key}: {pname} has both variability and a covariate distribution; keep one")
     cov_sec.finish()
+    table_sec = sec.section("covariate_table")  # whole rows of real patients: covariates drawn jointly
+    if table_sec.data:
+        columns = table_sec.get("columns", dict)
+        for pname, column in columns.items():
+            key = f"{table_sec.key('columns')}.{pname}"
+            _check_parameter(model, pname, key)
+            _typed(column, str, key)
+            if pname in covariates or pname in cv:
+                raise CartkinError(f"{key}: {pname} already has a distribution or variability; keep one")
+        table = cov.EmpiricalTable.from_csv(_resolve(table_sec.get("path", str), base), columns)
+        covariates.update({pname: table for pname in columns})
+    table_sec.finish()
     sec.finish()
     if fitted:
         # the file's own [population.variability] and [population.correlation] entries win over the fit's
@@ -299,7 +319,15 @@ def _population_from_fit(text: str, base: Path | None, model: Model, key: str) -
             "folder": str(folder)}
 
 
-def _parse_distribution(sec: _Section, cov):
+def _resolve(path: str, base: Path | None) -> Path:
+    """A relative path is looked up next to the scenario file first, then in the working folder."""
+    p = Path(path)
+    if not p.is_absolute() and base is not None and (base / p).exists():
+        return base / p
+    return p
+
+
+def _parse_distribution(sec: _Section, cov, base: Path | None = None):
     kinds = ("lognormal", "normal", "uniform", "fixed", "csv")
     kind = sec.get("distribution", str, check=lambda v: None if v in kinds else f"must be one of {', '.join(kinds)}")
     if kind == "lognormal":
@@ -312,7 +340,7 @@ def _parse_distribution(sec: _Section, cov):
     elif kind == "fixed":
         dist = cov.Fixed(sec.get("value", float))
     else:
-        dist = cov.Empirical.from_csv(sec.get("path", str), sec.get("column", str))
+        dist = cov.Empirical.from_csv(_resolve(sec.get("path", str), base), sec.get("column", str))
     sec.finish()
     return dist
 
