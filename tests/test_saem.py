@@ -301,3 +301,43 @@ def test_real_liu2022_population_fit_and_vpc(tmp_path, capsys):
     assert (out / "vpc.png").stat().st_size > 10_000
     assert main(["vpc", str(out), "--replicates", "40", "--pred-corrected"]) == 0
     assert (out / "pcvpc.png").is_file()
+
+
+def test_saem_full_omega_exponential_effect_and_combined_error():
+    """The options the recovery test above does not use: a full Ω (correlated random effects), an
+    exponential covariate effect and combined (additive + proportional) residual error."""
+    model = cartkin.load_model("liu2022")
+    rng = np.random.default_rng(1)
+    n, corr, beta = 40, 0.7, -2e-4
+    nb0 = np.exp(rng.normal(math.log(1000), 0.7, n))
+    cov = corr * math.sqrt(OMEGA["rTA0"] * OMEGA["lTA0"])
+    eta = rng.multivariate_normal([0, 0], [[OMEGA["rTA0"], cov], [cov, OMEGA["lTA0"]]], n)
+    params = {"nB0": nb0, "rTA0": TRUTH["rTA0"] * np.exp(eta[:, 0] + beta * (nb0 - np.median(nb0))),
+              "lTA0": TRUTH["lTA0"] * np.exp(eta[:, 1]), "eBp": np.full(n, TRUTH["eBp"])}
+    batch = cartkin.simulate_batch(model, None, TIMES, params, rtol=1e-10, atol=1e-12, progress=False)
+    subjects = []
+    for i in range(n):
+        t = np.concatenate([TIMES, TIMES])
+        k = np.repeat([0, 1], TIMES.size)
+        f = np.concatenate([batch.observable("nTA")[i], batch.observable("nB")[i]])
+        y = f + rng.normal(0, 1, f.size) * np.sqrt(0.3 ** 2 + (0.2 * f) ** 2)
+        order = np.argsort(t, kind="stable")
+        t, k, y = t[order], k[order], y[order]
+        cens = y <= 0.2
+        subjects.append(Subject(str(i + 1), t, np.where(cens, 0.2, y), k, cens, np.where(cens, 0.2, np.nan),
+                                {"nB0": float(nb0[i])}))
+    data = Dataset(tuple(subjects), model.observables)
+    result = fit_population(model, data, estimate=["rTA0", "lTA0"], fix={"eBp": TRUTH["eBp"]}, omega="full",
+                            error="combined", covariate_effects=["rTA0=nB0:exp"], seed=3,
+                            options=SaemOptions(iterations=(150, 80), conditional_iterations=100,
+                                                importance_samples=300))
+    for name in ("rTA0", "lTA0"):
+        assert result.typical[name] == pytest.approx(TRUTH[name], rel=0.2)
+    omega = result.omega
+    assert omega[0, 0] == pytest.approx(OMEGA["rTA0"], rel=0.5) and omega[1, 1] == pytest.approx(OMEGA["lTA0"], rel=0.5)
+    assert omega[0, 1] / math.sqrt(omega[0, 0] * omega[1, 1]) == pytest.approx(corr, abs=0.25)
+    assert result.coefficients["beta_rTA0_nB0"] == pytest.approx(beta, rel=0.5)
+    for name in ("nTA", "nB"):
+        assert result.sigma[f"sigma_prop_{name}"] == pytest.approx(0.2, rel=0.3)
+        assert 0.15 < result.sigma[f"sigma_add_{name}"] < 0.6
+    assert np.isfinite(result.ofv)
