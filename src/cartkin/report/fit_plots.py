@@ -10,7 +10,75 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .plots import COLOURS, _save  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from .plots import COLOURS, DPI, _save, _unit  # noqa: E402
+
+# one fixed colour per model observable (by its position in the model), the same in every figure:
+# the first (CAR T cells in the built-in models) blue, the second (leukaemia) red, ...
+OBS_COLOURS = ["#1f63b0", "#d6402b", "#2a9d3a", "#7b4fb0", "#e08a00", "#666666"]
+
+
+def obs_colour(model, name: str) -> str:
+    return OBS_COLOURS[model.observables.index(name) % len(OBS_COLOURS)]
+
+
+def obs_label(model, name: str) -> str:
+    unit = _unit(model, name)
+    return f"{name} ({unit})" if unit and unit != "-" else name
+
+
+def panel_grid(n: int, xlabel: str = "days", width: float = 3.3, height: float = 2.6):
+    """A constrained-layout grid of n panels of a fixed size (so fonts stay legible for many subjects),
+    the x label on the lowest panel of each column."""
+    cols = min(n, max(2, math.ceil(math.sqrt(n))))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(width * cols, 7.0), height * rows + 1.0), squeeze=False,
+                             layout="constrained")
+    for i, ax in enumerate(axes.flat):
+        ax.set_visible(i < n)
+        if i + cols >= n:
+            ax.set_xlabel(xlabel, fontsize=10)
+    return fig, axes
+
+
+def log_ylim(ax, data, curves, below: float = 10.0, above: float = 1e3) -> None:
+    """Log y limits holding the data and the curves; curves count only down to `below` times under the
+    lowest datum and up to `above` times over the highest."""
+    data = np.asarray(data, dtype=float)
+    data = data[np.isfinite(data) & (data > 0)]
+    if not data.size:
+        return
+    lo, hi = data.min(), data.max()
+    c = np.asarray(curves, dtype=float)
+    c = c[np.isfinite(c) & (c > 0)]
+    if c.size:
+        lo, hi = max(min(lo, c.min()), lo / below), min(max(hi, c.max()), hi * above)
+    ax.set_ylim(lo / 2.5, hi * 2.5)
+
+
+def figure_legend(fig, model, names, extra, cols: int) -> None:
+    """One legend below the panels: a colour per observable (with units), then the marker/line key."""
+    handles = [Line2D([], [], color=obs_colour(model, o), marker="o", linewidth=2, label=obs_label(model, o))
+               for o in names] + extra
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 2 * cols), fontsize=10,
+               frameon=False)
+
+
+KEY = [Line2D([], [], color="0.35", marker="o", linestyle="none", label="observed"),
+       Line2D([], [], color="0.35", marker="v", mfc="none", linestyle="none", label="censored (at the limit)")]
+
+
+def _style(ax, title: str) -> None:
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(labelsize=9)
+
+
+def _save_constrained(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
 
 
 def fit_figures(result, outdir: Path) -> list[Path]:
@@ -21,30 +89,29 @@ def fit_figures(result, outdir: Path) -> list[Path]:
 
 
 def _individual(result, path: Path) -> Path:
-    problem = result.problem
+    problem, model = result.problem, result.model
     subjects = result.data.subjects
-    n = len(subjects)
-    cols = min(4, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False)
-    used = [result.model.observables.index(o) for o in problem.observables]
+    fig, axes = panel_grid(len(subjects))
+    used = [model.observables.index(o) for o in problem.observables]
     for ax, fit, subject in zip(axes.flat, result.fits, subjects):
         t_end = max(subject.times.max() * 1.05, 1.0)
         grid = np.linspace(0, t_end, 200)[1:]
-        for c, k in enumerate(used):
-            colour = COLOURS[c % len(COLOURS)]
+        data, curves = [], []
+        for k in used:
+            colour = obs_colour(model, model.observables[k])
             sel = subject.observable_index == k
             obs_sel = sel & ~subject.censored
             cens_sel = sel & subject.censored
-            ax.plot(subject.times[obs_sel], subject.values[obs_sel], "o", color=colour, ms=4,
-                    label=result.model.observables[k])
+            ax.plot(subject.times[obs_sel], subject.values[obs_sel], "o", color=colour, ms=4)
             ax.plot(subject.times[cens_sel], subject.limits[cens_sel], "v", mfc="none", color=colour, ms=5)
+            data += [subject.values[obs_sel], subject.limits[cens_sel]]
             if not np.all(np.isfinite(fit.estimates)):
                 continue
             pred, grad = problem.predict(subject, fit.parameters, grid, np.full(grid.size, k))
             if pred is None:
                 continue
-            ax.plot(grid, pred, color=colour, linewidth=1.4)
+            ax.plot(grid, pred, color=colour, linewidth=1.5)
+            curves.append(pred)
             # 95% band of the individual prediction (delta method on the log scale)
             q = len(result.free)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -56,60 +123,65 @@ def _individual(result, path: Path) -> Path:
             ax.fill_between(grid[ok], pred[ok] * np.exp(-1.96 * sd[ok]), pred[ok] * np.exp(1.96 * sd[ok]),
                             color=colour, alpha=0.15, linewidth=0)
         ax.set_yscale("log")
-        positive = subject.values[subject.values > 0]
-        if positive.size:
-            ax.set_ylim(positive.min() / 20, positive.max() * 20)
-        ax.set_title(f"ID {subject.id}" + ("" if fit.converged else " (not converged)"), fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel("days", fontsize=8)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"{result.model.name}: individual fits (line), 95% band, observed (●), censored at limit (▽)",
-                 fontsize=10)
-    return _save(fig, path)
+        log_ylim(ax, np.concatenate(data), np.concatenate(curves) if curves else [])
+        ax.set_xlim(0, t_end)
+        _style(ax, f"ID {subject.id}" + ("" if fit.converged else " (not converged)"))
+    key = KEY + [Line2D([], [], color="0.35", linewidth=1.5, label="individual fit"),
+                 Patch(color="0.35", alpha=0.2, linewidth=0, label="95% band")]
+    figure_legend(fig, model, problem.observables, key, axes.shape[1])
+    fig.supylabel(", ".join(obs_label(model, o) for o in problem.observables), fontsize=11)
+    fig.suptitle(f"{model.name}: individual fits", fontsize=12)
+    return _save_constrained(fig, path)
+
+
+def _rows_by_observable(result, keep):
+    """(observable, its prediction rows passing `keep`) in model order, for the observables with data."""
+    rows = result.predictions()
+    names = [o for o in result.model.observables if any(r["DVID"] == o for r in rows)]
+    return [(o, [r for r in rows if r["DVID"] == o and keep(r)]) for o in names]
 
 
 def _observed_vs_predicted(result, path: Path) -> Path:
-    rows = result.predictions()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    names = sorted({r["DVID"] for r in rows})
-    lo, hi = np.inf, 0.0
-    for c, name in enumerate(names):
-        sel = [r for r in rows if r["DVID"] == name and not r["CENS"] and r["IPRED"] > 0]
+    model = result.model
+    groups = _rows_by_observable(result, lambda r: not r["CENS"] and r["IPRED"] > 0 and r["DV"] > 0)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 4.6), squeeze=False,
+                             layout="constrained")
+    for ax, (name, sel) in zip(axes.flat, groups):
+        label = obs_label(model, name)
+        _style(ax, label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"individual prediction IPRED ({_unit(model, name)})", fontsize=10)
+        ax.set_ylabel(f"observed DV ({_unit(model, name)})", fontsize=10)
         if not sel:
             continue
         obs = np.array([r["DV"] for r in sel])
         pred = np.array([r["IPRED"] for r in sel])
-        ax.plot(pred, obs, "o", ms=4, alpha=0.7, color=COLOURS[c % len(COLOURS)], label=name)
-        lo, hi = min(lo, obs.min(), pred.min()), max(hi, obs.max(), pred.max())
-    if hi > 0:
+        ax.plot(pred, obs, "o", ms=4, alpha=0.7, color=obs_colour(model, name))
+        lo, hi = min(obs.min(), pred.min()) / 2, max(obs.max(), pred.max()) * 2
         ax.plot([lo, hi], [lo, hi], "k--", linewidth=1)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("individual prediction (IPRED)")
-    ax.set_ylabel("observed (DV)")
-    ax.set_title("Observed vs predicted (censored points omitted)", fontsize=10)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+    fig.suptitle(f"{model.name}: observed vs individual prediction (censored points omitted)", fontsize=11)
+    return _save_constrained(fig, path)
 
 
 def _residuals(result, path: Path) -> Path:
-    rows = result.predictions()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    names = sorted({r["DVID"] for r in rows})
-    for c, name in enumerate(names):
-        sel = [r for r in rows if r["DVID"] == name and np.isfinite(r["IWRES"])]
+    model = result.model
+    groups = _rows_by_observable(result, lambda r: np.isfinite(r["IWRES"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4), squeeze=False, sharey=True,
+                             layout="constrained")
+    for ax, (name, sel) in zip(axes.flat, groups):
         ax.plot([r["TIME"] for r in sel], [r["IWRES"] for r in sel], "o", ms=4, alpha=0.7,
-                color=COLOURS[c % len(COLOURS)], label=name)
-    ax.axhline(0, color="k", linewidth=1)
-    for y in (-1.96, 1.96):
-        ax.axhline(y, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("days")
-    ax.set_ylabel("IWRES")
-    ax.set_title("Individual weighted residuals vs time", fontsize=10)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+                color=obs_colour(model, name))
+        ax.axhline(0, color="k", linewidth=1)
+        for y in (-1.96, 1.96):
+            ax.axhline(y, color="grey", linestyle=":", linewidth=1)
+        _style(ax, name)
+        ax.set_xlabel("days", fontsize=10)
+    axes[0, 0].set_ylabel("IWRES", fontsize=10)
+    fig.suptitle(f"{model.name}: individual weighted residuals vs time (dotted: ±1.96)", fontsize=11)
+    return _save_constrained(fig, path)
 
 
 def profile_figure(result, path: Path) -> Path:

@@ -9,7 +9,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
+from .fit_plots import (KEY, _save_constrained, _style, figure_legend, log_ylim, obs_colour,  # noqa: E402
+                        obs_label, panel_grid)
 from .plots import COLOURS, _save  # noqa: E402
 
 
@@ -38,10 +41,9 @@ def convergence(result, path: Path) -> Path:
     for j, (ax, name) in enumerate(zip(axes.flat, names)):
         ax.plot(it, traces[:, j], color=COLOURS[4], linewidth=1)
         ax.axvline(k1, color="grey", linestyle=":", linewidth=1)
-        ax.set_title(name, fontsize=9)
-        ax.tick_params(labelsize=7)
-        if j < result.pm.n_parameters and np.all(traces[:, j] > 0):
-            ax.set_yscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.tick_params(labelsize=8)
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)  # plain linear ticks, no offset
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.suptitle(f"SAEM convergence: {k1} exploratory iterations (left of the dotted line), then smoothing",
@@ -63,8 +65,8 @@ def goodness_of_fit(result, rows, path: Path) -> Path:
     names = _by_observable(rows)
     observed = np.array([r["DV"] for r in rows if r["DV"] > 0])
     floor = observed.min() / 100 if observed.size else 1e-3  # predictions below are drawn at it (◁)
-    for c, name in enumerate(names):
-        colour = COLOURS[c % len(COLOURS)]
+    for name in names:
+        colour = obs_colour(result.pm.model, name)
         sel = [r for r in rows if r["DVID"] == name]
         dv = np.array([r["DV"] for r in sel])
         cens = np.array([bool(r["CENS"]) for r in sel])
@@ -112,42 +114,40 @@ def goodness_of_fit(result, rows, path: Path) -> Path:
 
 def individual_fits(result, path: Path) -> Path:
     pm = result.pm
+    model = pm.model
     subjects = pm.data.subjects
     n = len(subjects)
-    cols = min(5, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.5 * rows), squeeze=False)
-    used = [pm.model.observables.index(o) for o in pm.observables]
+    fig, axes = panel_grid(n)
+    used = [model.observables.index(o) for o in pm.observables]
     t_end = max(max(s.times.max() for s in subjects) * 1.02, 1.0)
     grid = np.unique(np.concatenate([np.linspace(0, t_end, 240), np.geomspace(0.05, t_end, 60)]))
     ipred = pm.curves(result.modes, np.arange(n), grid)
     pred = pm.curves(pm.mean_phi(result.estimates.fixed_effects), np.arange(n), grid)
     for i, (ax, subject) in enumerate(zip(axes.flat, subjects)):
-        values = []
-        for c, k in enumerate(used):
-            colour = COLOURS[c % len(COLOURS)]
+        x_end = max(subject.times.max() * 1.15, 7.0)
+        shown = grid <= x_end
+        data, curves = [], []
+        for k in used:
+            colour = obs_colour(model, model.observables[k])
             sel = subject.observable_index == k
             obs = sel & ~subject.censored
             cen = sel & subject.censored
-            ax.plot(subject.times[obs], subject.values[obs], "o", color=colour, ms=3.5,
-                    label=pm.model.observables[k] if i == 0 else None)
-            ax.plot(subject.times[cen], subject.limits[cen], "v", mfc="none", color=colour, ms=4.5)
-            ax.plot(grid, ipred[i, :, k], color=colour, linewidth=1.3)
-            ax.plot(grid, pred[i, :, k], color=colour, linewidth=0.9, linestyle="--")
-            values += list(subject.values[obs]) + list(subject.limits[cen])
+            ax.plot(subject.times[obs], subject.values[obs], "o", color=colour, ms=4)
+            ax.plot(subject.times[cen], subject.limits[cen], "v", mfc="none", color=colour, ms=5)
+            ax.plot(grid, ipred[i, :, k], color=colour, linewidth=1.5)
+            ax.plot(grid, pred[i, :, k], color=colour, linewidth=1, linestyle="--")
+            data += [subject.values[obs], subject.limits[cen]]
+            curves += [ipred[i, shown, k], pred[i, shown, k]]
         ax.set_yscale("log")
-        positive = np.array([v for v in values if v > 0])
-        if positive.size:
-            ax.set_ylim(positive.min() / 30, positive.max() * 30)
-        ax.set_xlim(0, max(subject.times.max() * 1.15, 7.0))
-        ax.set_title(f"ID {subject.id}", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"{pm.model.name}: individual fits (solid: conditional mode, dashed: population prediction; "
-                 f"● observed, ▽ censored at the limit; days)", fontsize=10)
-    return _save(fig, path)
+        log_ylim(ax, np.concatenate(data), np.concatenate(curves))
+        ax.set_xlim(0, x_end)
+        _style(ax, f"ID {subject.id}")
+    key = KEY + [Line2D([], [], color="0.35", linewidth=1.5, label="individual fit (conditional mode)"),
+                 Line2D([], [], color="0.35", linewidth=1, linestyle="--", label="population prediction")]
+    figure_legend(fig, model, pm.observables, key, axes.shape[1])
+    fig.supylabel(", ".join(obs_label(model, o) for o in pm.observables), fontsize=11)
+    fig.suptitle(f"{model.name}: individual fits", fontsize=12)
+    return _save_constrained(fig, path)
 
 
 def random_effects(result, path: Path) -> Path:
