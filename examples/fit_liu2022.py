@@ -116,13 +116,13 @@ def figure(results: dict, path: Path) -> Path:
     """One panel per CR patient: CAR T and leukaemia data, liu2022 (joint fit) and il10 curves."""
     liu, il10 = results["liu2022"], results["il10 (CAR T only)"]
     n = len(liu.fits)
-    cols = 5
+    cols = 4
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.5 * rows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows + 0.8), squeeze=False, sharey=True)
     regimen = cartkin.Regimen.single(dose_per_kg=IL10_DOSE)
     for ax, f_liu, f_il10, subject in zip(axes.flat, liu.fits, il10.fits, liu.data.subjects):
         grid = np.linspace(0.0, max(subject.times.max() * 1.05, 30.0), 300)
-        for k, (obs, colour) in enumerate((("nTA", "#1b9e77"), ("nB", "#d95f02"))):
+        for k, (obs, colour) in enumerate((("nTA", "#2166ac"), ("nB", "#d6604d"))):
             sel = subject.observable_index == liu.model.observables.index(obs)
             seen, cens = sel & ~subject.censored, sel & subject.censored
             label = "CAR T (cells/µL)" if obs == "nTA" else "leukaemia (nB)"
@@ -132,24 +132,27 @@ def figure(results: dict, path: Path) -> Path:
             ax.plot(grid, sim.observable(obs), color=colour, lw=1.3,
                     label="liu2022 fit" if k == 0 else None)
         sim = cartkin.simulate(il10.model, regimen, grid, dict(zip(il10.model.parameter_names, f_il10.parameters)))
-        ax.plot(grid, sim.observable("car_blood"), "--", color="#7570b3", lw=1.3, label="il10 fit (CAR T)")
+        ax.plot(grid, sim.observable("car_blood"), "--", color="#4d4d4d", lw=1.3, label="il10 fit (CAR T)")
         ax.set_yscale("log")
-        ax.set_ylim(0.05, 3e4)
+        ax.set_ylim(0.05, 1e6)
         flag = "" if f_liu.converged and f_il10.converged else " (not converged)"
         ax.set_title(f"CR patient {subject.id}{flag}", fontsize=9)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("days after infusion", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("cells/µL (log)", fontsize=8)
-    axes.flat[0].legend(fontsize=6.5, loc="lower right")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], marker="v", ls="none", mfc="none", color="#555555"))
+    labels.append("below the 0.2 floor (censored)")
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
     fig.suptitle("Liu 2022 complete-remission patients: data (● observed, ▽ below 0.2), liu2022 fitted to CAR T "
                  "and leukaemia (solid), il10 fitted to CAR T (dashed)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
