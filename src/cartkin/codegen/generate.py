@@ -23,6 +23,7 @@ from types import ModuleType
 import sympy as sp
 
 from ..model.definition import Model, t
+from ..solve import linalg
 from .printer import assignments, to_code
 
 _TS = sp.Symbol("ts")  # time used in Piecewise conditions (the segment midpoint)
@@ -55,7 +56,7 @@ def batch_solve(mode, P, t_out, t_offsets, ev_t, ev_amount, ev_kind, ev_target, 
         a, b = t_offsets[i], t_offsets[i + 1]
         c, d = ev_offsets[i], ev_offsets[i + 1]
         codes[i], t_fail[i] = _solve_subject(
-            _dopri5.advance, _rodas.advance, mode, rhs, jac, dfdt, initial, dose_scale, breakpoints,
+            _dopri5.advance, _rodas.advance, mode, rhs, jac, dfdt, lu_factor, lu_solve, initial, dose_scale, breakpoints,
             N_BREAKPOINTS, WEIGHT_INDEX, P[i], t_out[a:b], ev_t[c:d], ev_amount[c:d], ev_kind[c:d],
             ev_target[c:d], rtol, atol, max_steps, out[a:b], counters[i])
 '''
@@ -138,6 +139,7 @@ def generate_source(model: Model) -> str:
     src += ["@njit(cache=True, error_model='numpy')", "def dose_scale(p):"] + unpack(False) + [f"    return {to_code(scale)}", ""]
     src += vector("ddose_scale_dp", "p, out", list(dscale), False) + [""]
     src += vector("breakpoints", "p, out", bps, False) + [""]
+    src.append(linalg.source(ns))
     src.append(ENTRY_TEMPLATE)
     return "\n".join(src) + "\n"
 

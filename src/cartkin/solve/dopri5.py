@@ -53,7 +53,7 @@ def _dense(K, y, h, theta, out_row):
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def advance(rhs, jac, dfdt, t, t_end, y, p, ts, h, rtol, atol, t_out, k, out, counters, max_steps, detect_stiff):
+def advance(rhs, jac, dfdt, lu_factor, lu_solve, t, t_end, y, p, ts, h, rtol, atol, t_out, k, out, counters, max_steps, detect_stiff):
     """Integrate y from t to t_end in place; fill out[k] for every t_out[k] <= t_end.
 
     Returns (status, t reached, suggested next step, next output index).

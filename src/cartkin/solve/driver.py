@@ -23,7 +23,7 @@ AUTO = 2
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def integrate(explicit, stiff, mode, rhs, jac, dfdt, t0, y0, p, t_out, event_times, event_deltas,
+def integrate(explicit, stiff, mode, rhs, jac, dfdt, lu_factor, lu_solve, t0, y0, p, t_out, event_times, event_deltas,
               breakpoints, rtol, atol, max_steps, out, counters):
     """Solve from t0 (state y0) and write the state at each sorted t_out into out.
 
@@ -71,12 +71,12 @@ def integrate(explicit, stiff, mode, rhs, jac, dfdt, t0, y0, p, t_out, event_tim
         t_stop = stops[s]
         ts = 0.5 * (t + t_stop)
         if not use_stiff:
-            code, t, h, k = explicit(rhs, jac, dfdt, t, t_stop, y, p, ts, h, rtol, atol,
+            code, t, h, k = explicit(rhs, jac, dfdt, lu_factor, lu_solve, t, t_stop, y, p, ts, h, rtol, atol,
                                      t_out, k, out, counters, max_steps, mode == AUTO)
             if code == status.STIFF:
                 use_stiff = True  # carry on from t with the stiff method
         if use_stiff:
-            code, t, h, k = stiff(rhs, jac, dfdt, t, t_stop, y, p, ts, h, rtol, atol,
+            code, t, h, k = stiff(rhs, jac, dfdt, lu_factor, lu_solve, t, t_stop, y, p, ts, h, rtol, atol,
                                   t_out, k, out, counters, max_steps, False)
         if code != status.SUCCESS:
             return code, t

@@ -5,7 +5,8 @@ Coefficients and formulation from Hairer & Wanner's RODAS (Solving ODEs II, §VI
 analytic Jacobian and ∂f/∂t the generated time derivative. The error estimate is the last stage; the
 step size follows Hairer's controller with Gustafsson's predictive correction.
 
-`advance` has the signature every method shares; see `driver.integrate`.
+`advance` has the signature every method shares; see `driver.integrate`. lu_factor and lu_solve are
+the model's generated dense LU (`linalg.source`).
 """
 import math
 
@@ -14,7 +15,6 @@ from numba import njit
 
 from . import status
 from .common import N_ACCEPTED, N_JAC, N_REJECTED, N_RHS, N_STEPS, all_finite, error_norm, initial_step
-from .linalg import lu_factor, lu_solve
 
 ORDER = 4
 GAMMA = 0.25
@@ -44,7 +44,7 @@ SAFE = 0.9
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def advance(rhs, jac, dfdt, t, t_end, y, p, ts, h, rtol, atol, t_out, k, out, counters, max_steps,
+def advance(rhs, jac, dfdt, lu_factor, lu_solve, t, t_end, y, p, ts, h, rtol, atol, t_out, k, out, counters, max_steps,
             detect_stiff):
     """Integrate y from t to t_end in place; fill out[k] for every t_out[k] <= t_end.
 

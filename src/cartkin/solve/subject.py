@@ -32,7 +32,7 @@ def dose_deltas(dose_scale, weight_index, p, n_states, ev_amount, ev_kind, ev_ta
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def solve_subject(explicit, stiff, mode, rhs, jac, dfdt, initial, dose_scale, breakpoints, n_breakpoints, weight_index,
+def solve_subject(explicit, stiff, mode, rhs, jac, dfdt, lu_factor, lu_solve, initial, dose_scale, breakpoints, n_breakpoints, weight_index,
                   p, t_out, ev_t, ev_amount, ev_kind, ev_target, rtol, atol, max_steps, out, counters):
     """Solve one subject from day 0; returns (status, time reached or failed)."""
     n_states = out.shape[1]
@@ -44,7 +44,7 @@ def solve_subject(explicit, stiff, mode, rhs, jac, dfdt, initial, dose_scale, br
     for i in range(out.shape[0]):
         for j in range(n_states):
             out[i, j] = np.nan
-    code, t_reached = integrate(explicit, stiff, mode, rhs, jac, dfdt, 0.0, y0, p, t_out, ev_t, deltas, bps,
+    code, t_reached = integrate(explicit, stiff, mode, rhs, jac, dfdt, lu_factor, lu_solve, 0.0, y0, p, t_out, ev_t, deltas, bps,
                                 rtol, atol, max_steps, out, counters)
     if code == status.SUCCESS:
         return code, np.nan
