@@ -1,10 +1,13 @@
 """Report figures (matplotlib, Agg backend): regimen comparison and single simulations.
 
-Each function writes PNG files and returns their paths. Colours are fixed per arm so the same arm has
-the same colour in every figure.
+Each function writes PNG files and returns their paths. `arm_colours` fixes one colour per arm, so the
+same arm has the same colour in every figure; arms of the same product (same parameter overrides, e.g.
+armored = 1) share a colour family so that product and dose can be told apart at a glance.
 """
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -12,155 +15,326 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 COLOURS = ["#1b9e77", "#66a61e", "#d95f02", "#e6ab02", "#7570b3", "#e7298a", "#a6761d", "#666666"]
+FAMILIES = ("Greens", "Oranges", "Purples", "Blues", "Reds", "Greys")  # one per product, shades per dose
 DPI = 150
+BLAST_FLOOR = 1e-4  # % blasts: lower values are drawn at this floor (far below any measurable MRD)
+MONTH = 365.25 / 12
 
 
-def _colour(i: int) -> str:
-    return COLOURS[i % len(COLOURS)]
+def arm_colours(arms) -> list[str]:
+    """One colour per arm. Arms with equal parameter overrides share a hue, later arms get darker shades;
+    if every arm has the same overrides the qualitative COLOURS are used instead."""
+    keys = [tuple(sorted(a.arm.parameters.items())) for a in arms]
+    families = list(dict.fromkeys(keys))
+    if len(families) == 1:
+        return [COLOURS[i % len(COLOURS)] for i in range(len(arms))]
+    colours = []
+    for i, key in enumerate(keys):
+        members = [j for j, k in enumerate(keys) if k == key]
+        shades = np.linspace(0.6, 0.95, len(members)) if len(members) > 1 else [0.75]
+        cmap = plt.get_cmap(FAMILIES[families.index(key) % len(FAMILIES)])
+        colours.append(to_hex(cmap(shades[members.index(i)])))
+    return colours
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # figures made with layout="constrained" lay themselves out
+        fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
 
-def _band(ax, times, curves, colour, label, log: bool, floor: float | None = None):
-    ok = np.all(np.isfinite(curves), axis=1)
-    c = curves[ok]
-    if c.size == 0:
-        return
-    lo, med, hi = np.percentile(c, [5, 50, 95], axis=0)
-    if log and floor is not None:
-        lo, med, hi = (np.maximum(x, floor) for x in (lo, med, hi))
-    ax.fill_between(times, lo, hi, color=colour, alpha=0.18, linewidth=0)
-    ax.plot(times, med, color=colour, linewidth=1.8, label=label)
-
-
 def comparison_figures(comparison, outdir: Path) -> list[Path]:
-    """kinetics.png, blasts.png, exposure.png, response.png, relapse_free.png (what the model supports)."""
+    """kinetics.png, exposure.png and, when the model has a blast observable, blasts.png, response.png
+    and relapse_free.png."""
     outdir.mkdir(parents=True, exist_ok=True)
-    s = comparison.scenario
-    o = s.outcomes
-    arms = comparison.arms
-    n = s.population.n
-    paths = []
-
-    # 1. exposure observable over time, median and 90% band, log axis
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for i, res in enumerate(arms):
-        _band(ax, res.times, res.curves[o.exposure], _colour(i), res.arm.name, log=True, floor=o.limit / 100)
-    ax.set_yscale("log")
-    ax.axhline(o.limit, color="grey", linestyle=":", linewidth=1, label=f"limit {o.limit:g}")
-    ax.set_xlabel("days after infusion")
-    unit = _unit(s.model, o.exposure)
-    ax.set_ylabel(f"{o.exposure} ({unit})")
-    ax.set_title(f"{o.exposure}: median and 90% range, {n} virtual patients per arm")
-    ax.legend(fontsize=8, loc="upper right")
-    ax.grid(alpha=0.3, which="both", linewidth=0.4)
-    paths.append(_save(fig, outdir / "kinetics.png"))
-
-    # 2. blast % over time
-    if o.blast:
-        fig, ax = plt.subplots(figsize=(8, 5))
-        for i, res in enumerate(arms):
-            _band(ax, res.times, res.curves[o.blast], _colour(i), res.arm.name, log=True, floor=1e-4)
-        ax.set_yscale("log")
-        ax.set_ylim(1e-4, 100)
-        ax.axhline(o.response_threshold, color="black", linestyle="--", linewidth=1,
-                   label=f"response threshold {o.response_threshold:g}%")
-        ax.axhline(o.mrd_threshold, color="grey", linestyle=":", linewidth=1, label=f"MRD {o.mrd_threshold:g}%")
-        ax.set_xlabel("days after infusion")
-        ax.set_ylabel(f"{o.blast} (%)  [floored at 1e-4]")
-        ax.set_title("Marrow blasts: median and 90% range")
-        ax.legend(fontsize=8, loc="lower right")
-        ax.grid(alpha=0.3, which="both", linewidth=0.4)
-        paths.append(_save(fig, outdir / "blasts.png"))
-
-    # 3. Cmax and AUC0-28 distributions per arm
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, key, label in ((axes[0], "cmax", f"Cmax ({unit})"), (axes[1], "auc_0_28", f"AUC0–28 ({unit}·d)")):
-        data = [res.outcomes[key][np.isfinite(res.outcomes[key]) & (res.outcomes[key] > 0)] for res in arms]
-        parts = ax.boxplot(data, patch_artist=True, showfliers=False, whis=(5, 95))
-        for i, box in enumerate(parts["boxes"]):
-            box.set_facecolor(_colour(i))
-            box.set_alpha(0.6)
-        ax.set_yscale("log")
-        ax.set_xticks(range(1, len(arms) + 1), [_short(r.arm.name) for r in arms], rotation=20, ha="right",
-                      fontsize=8)
-        ax.set_ylabel(label)
-        ax.set_title(f"{label.split(' (')[0]} per arm (box: quartiles, whiskers: 5–95%)", fontsize=10)
-        ax.grid(alpha=0.3, axis="y", which="both", linewidth=0.4)
-    paths.append(_save(fig, outdir / "exposure.png"))
-
-    if o.blast:
-        # 4. response bars
-        fig, ax = plt.subplots(figsize=(8, 5))
-        width = 0.38
-        x = np.arange(len(arms))
-        resp = [100 * np.nanmean(r.outcomes["response"][r.ok]) for r in arms]
-        mrd = [100 * np.nanmean(r.outcomes["mrd_negative"][r.ok]) for r in arms]
-        bars1 = ax.bar(x - width / 2, resp, width, color=[_colour(i) for i in x], label=f"response (< {o.response_threshold:g}%)")
-        bars2 = ax.bar(x + width / 2, mrd, width, color=[_colour(i) for i in x], alpha=0.5, hatch="//",
-                       label=f"MRD-negative (< {o.mrd_threshold:g}%)")
-        for bars in (bars1, bars2):
-            for b in bars:
-                ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 1, f"{b.get_height():.0f}",
-                        ha="center", fontsize=8)
-        ax.set_xticks(x, [_short(r.arm.name) for r in arms], rotation=20, ha="right", fontsize=8)
-        ax.set_ylim(0, 110)
-        ax.set_ylabel("% of virtual patients")
-        ax.set_title(f"Response on day {o.response_day:g}")
-        ax.legend(fontsize=8, loc="lower right")
-        paths.append(_save(fig, outdir / "response.png"))
-
-        # 5. relapse-free curves (every patient followed to the horizon: no censoring)
-        fig, ax = plt.subplots(figsize=(8, 5))
-        days = np.linspace(o.response_day, s.horizon, 400)
-        lowest = 100.0
-        for i, res in enumerate(arms):
-            ok = res.ok
-            responded = res.outcomes["response"][ok] > 0.5
-            relapse = res.outcomes["relapse_day"][ok]
-            in_response = [np.mean(responded & ~(relapse <= d)) * 100 for d in days]
-            ax.step(days, in_response, where="post", color=_colour(i), linewidth=1.8, label=res.arm.name)
-            lowest = min(lowest, min(in_response))
-        for d in o.relapse_days:
-            ax.axvline(d, color="grey", linestyle=":", linewidth=1)
-        ax.set_ylim(max(0.0, lowest - 10.0), 101)
-        ax.set_xlabel("days after infusion")
-        ax.set_ylabel("% relapse-free (non-responders count as events)")
-        ax.set_title("Relapse-free after day-28 response")
-        ax.legend(fontsize=8, loc="lower left")
-        ax.grid(alpha=0.3, linewidth=0.4)
-        paths.append(_save(fig, outdir / "relapse_free.png"))
+    colours = arm_colours(comparison.arms)
+    paths = [_kinetics_figure(comparison, colours, outdir / "kinetics.png")]
+    if comparison.scenario.outcomes.blast:
+        paths.append(_blasts_figure(comparison, colours, outdir / "blasts.png"))
+    paths.append(_exposure_figure(comparison, colours, outdir / "exposure.png"))
+    if comparison.scenario.outcomes.blast:
+        paths.append(_response_figure(comparison, colours, outdir / "response.png"))
+        paths.append(_relapse_figure(comparison, colours, outdir / "relapse_free.png"))
     return paths
 
 
+def _kinetics_figure(comparison, colours, path: Path) -> Path:
+    """One panel per arm (median, 90% band, other arms' medians in grey) plus a panel of all medians.
+
+    Separate panels because overlapping translucent bands hide each other. Pre-dose zeros are not drawn
+    and the axis starts just below the quantification limit, where the data become meaningful."""
+    s, o, arms = comparison.scenario, comparison.scenario.outcomes, comparison.arms
+    t = arms[0].times
+    stats = [_percentiles(r.curves[o.exposure], r.ok) for r in arms]
+    top = 2 * np.nanmax([hi for _, _, hi in stats])
+    floor = o.limit / 3 if o.limit > 0 else top * 1e-5
+    overlay = len(arms) > 1
+    fig, axes = _panels(len(arms) + overlay)
+    for ax, res, colour, (lo, med, hi) in zip(axes, arms, colours, stats):
+        for other in stats:
+            ax.plot(t, other[1], color="0.65", linewidth=0.7)
+        ax.fill_between(t, np.maximum(lo, floor), hi, where=med > 0, color=colour, alpha=0.3, linewidth=0)
+        ax.plot(t, med, color=colour, linewidth=2)
+        ax.set_title(res.arm.name, color=colour, fontsize=9, fontweight="bold")
+    if overlay:
+        for colour, (_, med, _) in zip(colours, stats):
+            axes[-1].plot(t, med, color=colour, linewidth=1.6)
+        axes[-1].set_title("all arms: medians", fontsize=9)
+    for ax in axes:
+        ax.axhline(o.limit, color="black", linestyle=":", linewidth=1)
+        ax.set_yscale("log")
+        ax.set_ylim(floor, top)
+        ax.set_xlim(0, t[-1])
+        ax.grid(alpha=0.3, which="major", linewidth=0.4)
+    fig.supylabel(_label(s.model, o.exposure), fontsize=10)
+    _suptitle(fig, f"{_describe(s.model, o.exposure)}: median and 90% range, {s.population.n} virtual "
+              "patients per arm")
+    key = [Line2D([], [], color="0.2", linewidth=2, label="median (arm colour)"),
+           Patch(color="0.2", alpha=0.3, label="5th–95th percentile"),
+           Line2D([], [], color="black", linestyle=":", label=f"quantification limit "
+                  f"{o.limit:g} {_unit(s.model, o.exposure)}")]
+    if overlay:
+        key.insert(2, Line2D([], [], color="0.65", linewidth=0.7, label="other arms' medians"))
+    _legend_below(fig, _arm_handles(arms, colours) + key)
+    return _save(fig, path)
+
+
+def _blasts_figure(comparison, colours, path: Path) -> Path:
+    """One panel per arm (median and 90% band of marrow blasts, log axis) plus a panel with the % of
+    patients above the response and MRD thresholds over time: that panel shows the relapse tail that the
+    percentiles hide once the median has fallen to the floor."""
+    s, o, arms = comparison.scenario, comparison.scenario.outcomes, comparison.arms
+    t = arms[0].times
+    fig, axes = _panels(len(arms) + 1)
+    for ax, res, colour in zip(axes, arms, colours):
+        lo, med, hi = (np.maximum(x, BLAST_FLOOR) for x in _percentiles(res.curves[o.blast], res.ok))
+        ax.fill_between(t, lo, hi, color=colour, alpha=0.3, linewidth=0)
+        ax.plot(t, med, color=colour, linewidth=2)
+        ax.axhline(o.response_threshold, color="black", linestyle="--", linewidth=1)
+        ax.axhline(o.mrd_threshold, color="black", linestyle=":", linewidth=1)
+        ax.set_yscale("log")
+        ax.set_ylim(BLAST_FLOOR / 2, 100)
+        ax.set_title(res.arm.name, color=colour, fontsize=9, fontweight="bold")
+    summary = axes[-1]
+    for res, colour in zip(arms, colours):
+        blasts = res.curves[o.blast][res.ok]
+        summary.plot(t, 100 * np.mean(blasts >= o.mrd_threshold, axis=0), color=colour, linewidth=1.8)
+        summary.plot(t, 100 * np.mean(blasts >= o.response_threshold, axis=0), color=colour, linewidth=1,
+                     linestyle="--")
+    summary.set_ylim(0, 100)
+    summary.set_ylabel("% of patients", fontsize=9)
+    summary.set_title(f"% with blasts ≥ {o.mrd_threshold:g}% (solid), ≥ {o.response_threshold:g}% (dashed)",
+                      fontsize=9)
+    for ax in axes:
+        ax.set_xlim(0, t[-1])
+        ax.grid(alpha=0.3, linewidth=0.4)
+    fig.supylabel(_label(s.model, o.blast), fontsize=10)
+    _suptitle(fig, f"Marrow blasts, {s.population.n} virtual patients per arm")
+    key = [Line2D([], [], color="0.2", linewidth=2, label=f"median (values < {BLAST_FLOOR:g}% drawn at "
+                  f"{BLAST_FLOOR:g}%)"),
+           Patch(color="0.2", alpha=0.3, label="5th–95th percentile"),
+           Line2D([], [], color="black", linestyle="--", label=f"response threshold {o.response_threshold:g}%"),
+           Line2D([], [], color="black", linestyle=":", label=f"MRD threshold {o.mrd_threshold:g}%")]
+    _legend_below(fig, _arm_handles(arms, colours) + key)
+    return _save(fig, path)
+
+
+def _exposure_figure(comparison, colours, path: Path) -> Path:
+    """Cmax and AUC0–28 per arm as box plots on a log axis, black median lines, wrapped arm names."""
+    s, o, arms = comparison.scenario, comparison.scenario.outcomes, comparison.arms
+    unit = _unit(s.model, o.exposure)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
+    for ax, key, title, label in ((axes[0], "cmax", "Peak, Cmax", f"Cmax ({unit})"),
+                                  (axes[1], "auc_0_28", "Exposure days 0–28, AUC0–28", f"AUC0–28 ({unit}·d)")):
+        data = [r.outcomes[key][np.isfinite(r.outcomes[key]) & (r.outcomes[key] > 0)] for r in arms]
+        parts = ax.boxplot(data, patch_artist=True, showfliers=False, whis=(5, 95),
+                           medianprops=dict(color="black", linewidth=2))
+        for box, colour in zip(parts["boxes"], colours):
+            box.set_facecolor(colour)
+            box.set_alpha(0.75)
+        ax.set_yscale("log")
+        ax.set_xticks(range(1, len(arms) + 1), [_wrap(r.arm.name) for r in arms], fontsize=8)
+        ax.set_ylabel(label)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, axis="y", which="both", linewidth=0.4)
+    fig.suptitle(f"{_describe(s.model, o.exposure)}: {s.population.n} virtual patients per arm "
+                 "(box: quartiles, black line: median, whiskers: 5th–95th percentile)", fontsize=10)
+    return _save(fig, path)
+
+
+def _response_figure(comparison, colours, path: Path) -> Path:
+    """% responders and % MRD-negative per arm on the response day, values to one decimal."""
+    o, arms = comparison.scenario.outcomes, comparison.arms
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    width = 0.38
+    x = np.arange(len(arms))
+    resp = [100 * np.nanmean(r.outcomes["response"][r.ok]) for r in arms]
+    mrd = [100 * np.nanmean(r.outcomes["mrd_negative"][r.ok]) for r in arms]
+    bars = (ax.bar(x - width / 2, resp, width, color=colours),
+            ax.bar(x + width / 2, mrd, width, color=colours, alpha=0.5, hatch="//"))
+    for group in bars:
+        for b in group:
+            ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 1, f"{b.get_height():.1f}", ha="center",
+                    fontsize=8)
+    ax.set_xticks(x, [_wrap(r.arm.name) for r in arms], fontsize=8)
+    ax.set_ylim(0, 108)
+    ax.set_ylabel("% of virtual patients")
+    ax.set_title(f"Response on day {o.response_day:g}")
+    _legend_below(fig, [Patch(color="0.35", label=f"response (blasts < {o.response_threshold:g}%)"),
+                        Patch(facecolor="0.35", alpha=0.5, hatch="//",
+                              label=f"MRD-negative (blasts < {o.mrd_threshold:g}%)")])
+    return _save(fig, path)
+
+
+def _relapse_figure(comparison, colours, path: Path) -> Path:
+    """% of patients in response and relapse-free over time (every patient followed to the horizon: no
+    censoring). The y axis starts at 0 so small differences are not exaggerated; the legend gives the
+    values at the reporting days."""
+    s, o, arms = comparison.scenario, comparison.scenario.outcomes, comparison.arms
+    fig, ax = plt.subplots(figsize=(8, 5.2), layout="constrained")
+    days = np.linspace(o.response_day, s.horizon, 400)
+    handles = []
+    for res, colour in zip(arms, colours):
+        responded = res.outcomes["response"][res.ok] > 0.5
+        relapse = res.outcomes["relapse_day"][res.ok]
+        free = lambda d: 100 * np.mean(responded & ~(relapse <= d))  # noqa: E731
+        ax.step(days, [free(d) for d in days], where="post", color=colour, linewidth=1.8)
+        values = ", ".join(f"{free(d):.1f}%" for d in o.relapse_days)
+        handles.append(Line2D([], [], color=colour, linewidth=1.8, label=f"{res.arm.name}: {values}"))
+    for d in o.relapse_days:
+        ax.axvline(d, color="grey", linestyle=":", linewidth=1)
+        ax.text(d, 3, f" {d / MONTH:.0f} months ", rotation=90, ha="right", va="bottom", fontsize=8,
+                color="0.3")
+    ax.set_ylim(0, 102)
+    ax.set_xlim(0, s.horizon * 1.03)  # a reporting day at the horizon stays visible
+    ax.set_xlabel("days after infusion")
+    ax.set_ylabel("% of patients in response and relapse-free")
+    ax.set_title(f"Relapse-free after day-{o.response_day:g} response (non-responders count as events)",
+                 fontsize=11)
+    ax.grid(alpha=0.3, linewidth=0.4)
+    months = ", ".join(f"{d / MONTH:.0f}" for d in o.relapse_days)
+    days = ", ".join(f"{d:g}" for d in o.relapse_days)
+    _legend_below(fig, handles, ncol=1 if len(arms) > 3 else 2,
+                  title=f"% relapse-free at {months} months (days {days})")
+    return _save(fig, path)
+
+
 def simulation_figure(result, path: Path, observables=None) -> Path:
-    """One patient: each observable in its own panel, log axis for positive quantities."""
+    """One patient: each observable in its own panel with its unit; the title gives the regimen and any
+    parameter that differs from the model default (e.g. armored=0)."""
     model = result.model
     names = list(observables or model.observables)
     cols = 2 if len(names) > 1 else 1
     rows = (len(names) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.0 * rows + 0.4), squeeze=False,
+                             layout="constrained")
     for ax, name in zip(axes.flat, names):
-        y = result.observable(name)
-        positive = np.all(y[np.isfinite(y)] >= 0) and np.nanmax(y) > 0
-        ax.plot(result.times, y, color="#1b9e77", linewidth=1.6)
-        if positive and np.nanmax(y) / max(np.nanmin(y[y > 0]) if np.any(y > 0) else 1, 1e-300) > 100:
-            ax.set_yscale("log")
-            ax.set_ylim(max(np.nanmin(y[y > 0]), np.nanmax(y) * 1e-8), np.nanmax(y) * 2)
-        ax.set_title(f"{name} ({_unit(model, name)})", fontsize=10)
+        unit = _unit(model, name)
+        note = _trajectory(ax, result.times, result.observable(name), unit)
+        ax.set_title(_describe(model, name), fontsize=10)
+        ax.set_ylabel(unit + note, fontsize=9)
         ax.set_xlabel("days")
-        ax.grid(alpha=0.3, which="both", linewidth=0.4)
+        ax.set_xlim(result.times[0], result.times[-1])
+        ax.grid(alpha=0.3, linewidth=0.4)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    fig.suptitle(f"{model.name}: {result.regimen.describe()}", fontsize=11)
+    defaults = model.parameters
+    changed = [f"{n}={v:g}" for n, v in zip(model.parameter_names, result.parameters)
+               if not np.isclose(v, defaults[n])]
+    title = f"{model.name}: {result.regimen.describe()}" + (f"; {', '.join(changed)}" if changed else "")
+    fig.suptitle(textwrap.fill(title, 110), fontsize=11)
     return _save(fig, path)
+
+
+def _trajectory(ax, t, y, unit: str) -> str:
+    """Plot one curve with a readable y range; returns a note for the y label ("" or the floor used).
+
+    Non-negative curves spanning more than two decades get a log axis with at most six decades below the
+    peak (lower positive values are drawn at that floor, so the curve never leaves the plot, and zeros are
+    left out); others a linear axis
+    from 0, and a flat curve is labelled as constant instead of getting a magnified axis."""
+    finite = y[np.isfinite(y)]
+    if finite.size == 0:
+        return ""
+    top, bottom = finite.max(), finite.min()
+    low = finite[finite > 0].min() if top > 0 else 0.0
+    note = ""
+    if bottom >= 0 and top > 0 and top / low > 100:
+        floor = max(low, top * 1e-6)
+        if low < floor:
+            note = f"  (< {floor:.2g} drawn at {floor:.2g})"
+        y = np.where(y > 0, np.maximum(y, floor), np.nan)  # zeros (pre-dose) are not drawn
+        ax.set_yscale("log")
+        ax.set_ylim(floor / 2, top * 2)
+    elif bottom >= 0:
+        ax.set_ylim(0, top * 1.15 if top > 0 else 1)
+    if top - bottom <= 1e-9 * max(abs(top), 1e-300):
+        ax.text(0.5, 0.5, f"constant: {top:.3g} {unit}", transform=ax.transAxes, ha="center", fontsize=9,
+                color="0.3")
+    ax.plot(t, y, color=COLOURS[0], linewidth=1.6)
+    return note
+
+
+def _percentiles(curves, ok):
+    """5th, 50th and 95th percentile over the patients whose solve succeeded, NaN where none did."""
+    c = curves[ok & np.all(np.isfinite(curves), axis=1)]
+    if c.shape[0] == 0:
+        return (np.full(curves.shape[1], np.nan),) * 3
+    lo, med, hi = np.percentile(c, [5, 50, 95], axis=0)
+    return lo, np.where(med > 0, med, np.nan), hi
+
+
+def _panels(n: int, xlabel: str = "days after infusion"):
+    """A constrained-layout figure with n small panels (up to 3 per row), unused slots hidden; panels
+    with no panel below carry the x label."""
+    cols = n if n <= 3 else (2 if n == 4 else 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(3.8 * cols, 6.5), 2.9 * rows + 1.4), squeeze=False,
+                             layout="constrained")
+    axes = list(axes.flat)
+    for i, ax in enumerate(axes):
+        ax.set_visible(i < n)
+        if i + cols >= n:
+            ax.set_xlabel(xlabel, fontsize=9)
+    return fig, axes[:n]
+
+
+def _suptitle(fig, text: str) -> None:
+    """Figure title wrapped to the figure width."""
+    fig.suptitle(textwrap.fill(text, int(fig.get_figwidth() * 11)), fontsize=11)
+
+
+def _arm_handles(arms, colours) -> list:
+    return [Line2D([], [], color=c, linewidth=2.5, label=r.arm.name) for r, c in zip(arms, colours)]
+
+
+def _legend_below(fig, handles, ncol: int | None = None, title: str | None = None) -> None:
+    """Legend under the axes, outside the data; by default one column per 3.5 inches of figure width."""
+    ncol = ncol or max(1, min(len(handles), int(fig.get_figwidth() // 3.5)))
+    fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=8,
+               frameon=False, title=title, title_fontsize=8)
+
+
+def _describe(model, name: str) -> str:
+    """Plain-words name of an observable or state from the model ("CAR T cells in blood"), trailing
+    parenthesised detail removed; the name itself if the model has no description."""
+    for item in (*model.observable_info, *model.states):
+        if item.name == name and item.description:
+            text = re.sub(r"\s*\([^)]*\)$", "", item.description)
+            return text[0].upper() + text[1:]
+    return name
+
+
+def _label(model, name: str) -> str:
+    unit = _unit(model, name)
+    return _describe(model, name) + (f" ({unit})" if unit not in ("", "-") else "")
 
 
 def _unit(model, name: str) -> str:
@@ -173,5 +347,6 @@ def _unit(model, name: str) -> str:
     return "-"
 
 
-def _short(name: str, width: int = 24) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
+def _wrap(name: str, width: int = 14) -> str:
+    """Arm name broken over lines for tick labels (never truncated)."""
+    return textwrap.fill(name, width, break_long_words=False, break_on_hyphens=False)
