@@ -184,11 +184,13 @@ def summary_table(comparison: Comparison) -> Table:
                 _quantiles(row, name, out[name])
         rows.append(row)
     columns = tuple(rows[0].keys())
+    unit = _units(comparison.scenario.model)
+    exposure_unit = unit.get(o.exposure, "")
     display = [("arm", lambda r: r["arm"]),
-               (f"Cmax {o.exposure}", lambda r: quantile_text(r, "cmax")),
+               (f"Cmax {exposure_unit}".rstrip(), lambda r: quantile_text(r, "cmax")),
                ("Tmax d", lambda r: quantile_text(r, "tmax")),
-               ("AUC0-28", lambda r: quantile_text(r, "auc_0_28")),
-               ("t1/2 d (to d84)", lambda r: quantile_text(r, "half_life")),
+               (f"AUC0-28 {exposure_unit}·d" if exposure_unit else "AUC0-28", lambda r: quantile_text(r, "auc_0_28")),
+               (f"t1/2 d (to d{HALF_LIFE_WINDOW:g})", _half_life_text),
                ("Tlast d", lambda r: _tlast_text(r, comparison.scenario.horizon))]
     if o.blast:
         display += [(f"resp d{o.response_day:g} %", lambda r: format_number(r["response_pct"])),
@@ -197,12 +199,31 @@ def summary_table(comparison: Comparison) -> Table:
             display.append((f"RFS d{day:g} %", lambda r, d=day: format_number(r[f"relapse_free_{d:g}_pct"])))
     if "aplasia_days_median" in rows[0]:
         display.append(("B aplasia d", lambda r: format_number(r["aplasia_days_median"])))
-    for name, label in (("peak_il6", "IL-6 peak"), ("peak_il10", "IL-10 peak")):
+    for name, label in (("peak_il6", f"IL-6 peak {unit.get('il6', '')}".rstrip()),
+                        ("peak_il10", f"IL-10 peak {unit.get('il10', '')}".rstrip())):
         if name + "_median" in rows[0]:
             display.append((label, lambda r, nm=name: format_number(r[nm + "_median"])))
     if any(r["failed"] for r in rows):
         display.append(("failed", lambda r: str(r["failed"])))
     return Table(columns, tuple(rows), tuple(display), title=comparison.scenario.name)
+
+
+def _units(model) -> dict[str, str]:
+    """Unit of each observable and state, for column headers."""
+    return {**{st.name: st.unit for st in model.states}, **{ob.name: ob.unit for ob in model.observable_info}}
+
+
+#: half-lives beyond this many fitting windows are shown as '>' it: no measurable decline by day 84
+HALF_LIFE_CAP = 10
+
+
+def _half_life_text(row: dict) -> str:
+    """Half-life quantiles; a value over HALF_LIFE_CAP windows is shown as '>cap' (the CSV keeps it)."""
+    cap = HALF_LIFE_CAP * HALF_LIFE_WINDOW
+
+    def one(v):
+        return f">{cap:g}" if v > cap else format_number(v)
+    return f"{one(row['half_life_median'])} [{one(row['half_life_p05'])}–{one(row['half_life_p95'])}]"
 
 
 def _tlast_text(row: dict, horizon: float) -> str:
@@ -221,7 +242,8 @@ def _markdown_report(comparison: Comparison, table: Table) -> str:
              + (f" Typical values and variability from the population fit in `{s.population.from_fit}`."
                 if s.population.from_fit else ""), "", table.to_markdown(), "",
              "Definitions: Cmax, Tmax, AUC0–28 (linear-up/log-down), terminal half-life (log-linear best fit "
-             f"after Tmax, on the curve up to day {HALF_LIFE_WINDOW:g}) and Tlast (last day above {o.limit:g}; "
+             f"after Tmax, on the curve up to day {HALF_LIFE_WINDOW:g}; over {HALF_LIFE_CAP * HALF_LIFE_WINDOW:g} days "
+             "shown as '>', i.e. no measurable decline in that window) and Tlast (last day above {o.limit:g}; "
              f"≥ horizon when still above it at the end) of `{o.exposure}`."]
     if o.blast:
         lines.append(f"Response: `{o.blast}` < {o.response_threshold:g}% on day {o.response_day:g}; MRD-negative: "
