@@ -1,5 +1,6 @@
 """Regimen comparison: reproducibility, thread independence, biological sanity, scenario errors, CLI."""
 import dataclasses
+import io
 import csv
 
 import numba
@@ -198,3 +199,28 @@ def test_cli_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
     assert main(argv + (["-o", str(tmp_path / "x.csv")] if argv[0] == "simulate" else [])) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_bar_only_on_a_terminal_and_only_for_long_work():
+    from cartkin.progress import ProgressBar
+    pipe, tty = _Stream(False), _Stream(True)
+    for stream in (pipe, tty):
+        bar = ProgressBar(10, "work", stream=stream, delay=0.0)
+        for done in range(1, 11):
+            bar(done)
+    assert pipe.getvalue() == ""
+    assert "work [" in tty.getvalue() and "10/10" in tty.getvalue() and tty.getvalue().endswith("\n")
+    quick = _Stream(True)
+    bar = ProgressBar(10, "quick", stream=quick, delay=60.0)  # finishes before the delay: never drawn
+    for done in range(1, 11):
+        bar(done)
+    assert quick.getvalue() == ""
