@@ -35,20 +35,24 @@ def simulated_population(n, seed, beta=BETA):
     for name, value in TRUTH.items():
         params[name] = value * np.exp(rng.normal(0, math.sqrt(OMEGA[name]), n))
     params["rTA0"] = params["rTA0"] * (nb0 / 1000) ** beta
+    return model, observed(model, params, lambda f: f * np.exp(rng.normal(0, SIGMA, f.size)))
+
+
+def observed(model, params, noise) -> Dataset:
+    """Subjects observed at TIMES (nTA and nB) with noise(f) -> y, censored at 0.2; nB0 as covariate."""
     batch = cartkin.simulate_batch(model, None, TIMES, params, rtol=1e-10, atol=1e-12, progress=False)
     assert batch.ok.all()
     subjects = []
-    for i in range(n):
+    for i in range(batch.ok.size):
         t = np.concatenate([TIMES, TIMES])
         k = np.repeat([0, 1], TIMES.size)
-        f = np.concatenate([batch.observable("nTA")[i], batch.observable("nB")[i]])
-        y = f * np.exp(rng.normal(0, SIGMA, f.size))
+        y = noise(np.concatenate([batch.observable("nTA")[i], batch.observable("nB")[i]]))
         order = np.argsort(t, kind="stable")
         t, k, y = t[order], k[order], y[order]
         cens = y <= 0.2
         subjects.append(Subject(str(i + 1), t, np.where(cens, 0.2, y), k, cens, np.where(cens, 0.2, np.nan),
-                                {"nB0": float(nb0[i])}))
-    return model, Dataset(tuple(subjects), model.observables)
+                                {"nB0": float(params["nB0"][i])}))
+    return Dataset(tuple(subjects), model.observables)
 
 
 @pytest.fixture(scope="module")
@@ -314,19 +318,7 @@ def test_saem_full_omega_exponential_effect_and_combined_error():
     eta = rng.multivariate_normal([0, 0], [[OMEGA["rTA0"], cov], [cov, OMEGA["lTA0"]]], n)
     params = {"nB0": nb0, "rTA0": TRUTH["rTA0"] * np.exp(eta[:, 0] + beta * (nb0 - np.median(nb0))),
               "lTA0": TRUTH["lTA0"] * np.exp(eta[:, 1]), "eBp": np.full(n, TRUTH["eBp"])}
-    batch = cartkin.simulate_batch(model, None, TIMES, params, rtol=1e-10, atol=1e-12, progress=False)
-    subjects = []
-    for i in range(n):
-        t = np.concatenate([TIMES, TIMES])
-        k = np.repeat([0, 1], TIMES.size)
-        f = np.concatenate([batch.observable("nTA")[i], batch.observable("nB")[i]])
-        y = f + rng.normal(0, 1, f.size) * np.sqrt(0.3 ** 2 + (0.2 * f) ** 2)
-        order = np.argsort(t, kind="stable")
-        t, k, y = t[order], k[order], y[order]
-        cens = y <= 0.2
-        subjects.append(Subject(str(i + 1), t, np.where(cens, 0.2, y), k, cens, np.where(cens, 0.2, np.nan),
-                                {"nB0": float(nb0[i])}))
-    data = Dataset(tuple(subjects), model.observables)
+    data = observed(model, params, lambda f: f + rng.normal(0, 1, f.size) * np.sqrt(0.3 ** 2 + (0.2 * f) ** 2))
     result = fit_population(model, data, estimate=["rTA0", "lTA0"], fix={"eBp": TRUTH["eBp"]}, omega="full",
                             error="combined", covariate_effects=["rTA0=nB0:exp"], seed=3,
                             options=SaemOptions(iterations=(150, 80), conditional_iterations=100,
