@@ -124,6 +124,7 @@ regimen = { dose_per_kg = 1e5 }
     (lambda s: s + "\n[outcomes]\nrelapse_days = [400]\n", "outcomes.relapse_days[0]: day 400 is beyond"),
     (lambda s: s.replace("[population]", "[population"), "not valid TOML"),
     (lambda s: s + "\n[population.omega]\nrho = 0.1\n", "population.omega.rho: rho also has a CV%"),
+    (lambda s: s + "\n[population.omega]\nkappa = 1000\n", "population.omega.kappa: must be between 0 and 100"),
     (lambda s: s + "\n[population.covariate_table]\npath = \"pts.csv\"\ncolumns = { WTT = \"weight\" }\n",
      "population.covariate_table.columns.WTT: unknown parameter"),
     (lambda s: s + "\n[population.covariate_table]\npath = \"none.csv\"\ncolumns = { WT = \"weight\" }\n",

@@ -200,6 +200,17 @@ def test_a_column_named_as_a_parameter_is_a_covariate_unless_mapped(tmp_path, li
     mapped = read_data(write(tmp_path, text), liu, covariates={"Reg": "nB0"})  # the explicit mapping wins
     assert [s.covariates for s in mapped.subjects] == [{"nB0": 3.0}, {"nB0": 4.0}]
     assert read_data(write(tmp_path, text), liu, column_map={"nB0": "other"}).covariate_names == ()
+    # only when every file has the column, and never a kinetic parameter (stein2019's Cmax, liu2022's ka)
+    other = write(tmp_path, "ID,TIME,DV,DVID,ka\n3,1,5,nTA,0.5\n3,2,6,nTA,0.7\n", "other.csv")
+    both = read_data([write(tmp_path, text), other], liu, prefix_ids=True)
+    assert both.covariate_names == ()
+
+
+def test_a_file_that_is_not_utf8_is_one_line_error(tmp_path, liu):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("ID,TIME,DV,DVID,note\n1,1,5,nTA,5 µg\n".encode("latin-1"))
+    with pytest.raises(CartkinError, match="latin1.csv: not UTF-8 text"):
+        read_data(path, liu)
 
 
 def test_single_observable_model_needs_no_dvid_column(tmp_path):

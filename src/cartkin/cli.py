@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from .errors import CartkinError
-from .report.output import staged_folder
+from .report.output import check_folder, staged_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +244,7 @@ def _compare(args) -> int:
 
     from .scenario import Scenario, compare, default_scenario
 
+    check_folder(args.outdir)
     scenario = Scenario.from_toml(args.scenario) if args.scenario else default_scenario()
     population = scenario.population
     if args.patients is not None:
@@ -293,6 +294,7 @@ def _fit(args) -> int:
 
     model = load_model(args.model)
     _check_fit_options(args)
+    check_folder(args.outdir)
     column_map = _pairs(args.map, "--map")
     dvid_map = _pairs([args.dvid], "--dvid") if args.dvid else {}
     covariates = _pairs(args.covariate, "--covariate")
@@ -397,8 +399,9 @@ def _vpc(args) -> int:
                 n_bins=args.bins)
     folder = Path(args.fitdir)
     figure = Path(args.output) if args.output else folder / ("pcvpc.png" if args.pred_corrected else "vpc.png")
-    table = check.write(figure.parent)
-    check.plot(figure)
+    with staged_folder(figure.parent) as stage:
+        table = figure.parent / check.write(stage).name
+        check.plot(stage / figure.name)
     failed = f"; {check.failed} simulated subjects could not be solved" if check.failed else ""
     print(f"{check.model_name}: {'prediction-corrected ' if args.pred_corrected else ''}VPC, {args.replicates} "
           f"replicates of {fit.pm.data.n_subjects} subjects{failed} -> {figure}, {table} "

@@ -19,7 +19,8 @@ LLOQ      optional; a limit per row: DV < LLOQ is censored at LLOQ
 ========  =================================================================================================
 
 Covariate columns set model parameters per subject: ``covariates={"Reg": "nB0"}``, and a column named
-exactly as a parameter (``WT``, ``L0``) does so without being listed; a covariate must be
+exactly as a per-patient parameter (``WT``, ``L0``, ``nB0``) in every file does so without being listed;
+a covariate must be
 constant within a subject (empty cells are allowed if the others agree) and within its parameter's bounds.
 Missing numbers are written as an empty cell, ``.``, ``NA`` or ``NaN``.
 
@@ -389,13 +390,16 @@ def read_data(paths: str | Path | Sequence[str | Path], model: Model | str,
     rows_by_id: dict[str, list[dict]] = {}
     id_file: dict[str, Path] = {}
     for path in paths:
-        for row in _read_rows(path, dict(column_map or {}), covariates):
-            sid = f"{path.stem}-{row['ID']}" if prefix_ids else row["ID"]
-            if sid in id_file and id_file[sid] != path:
-                hint = "" if prefix_ids else "; renumber one file or pass prefix_ids=True"
-                raise CartkinError(f"subject ID {sid} appears in both {id_file[sid].name} and {path.name}{hint}")
-            id_file[sid] = path
-            rows_by_id.setdefault(sid, []).append(row)
+        try:
+            for row in _read_rows(path, dict(column_map or {}), covariates):
+                sid = f"{path.stem}-{row['ID']}" if prefix_ids else row["ID"]
+                if sid in id_file and id_file[sid] != path:
+                    hint = "" if prefix_ids else "; renumber one file or pass prefix_ids=True"
+                    raise CartkinError(f"subject ID {sid} appears in both {id_file[sid].name} and {path.name}{hint}")
+                id_file[sid] = path
+                rows_by_id.setdefault(sid, []).append(row)
+        except UnicodeDecodeError as exc:
+            raise CartkinError(f"{path.name}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
     if not rows_by_id:
         raise CartkinError(f"no data rows in {', '.join(p.name for p in paths)}")
     subjects, excluded = [], []
@@ -500,19 +504,27 @@ def _find(name: str, header: Sequence[str]) -> int | None:
 
 
 def _named_covariates(paths, column_map: Mapping[str, str], model: Model, given: Mapping[str, str]) -> dict:
-    """Columns named exactly as a model parameter (WT, L0, ...) that are not mapped otherwise: covariates
-    of that parameter, so a file with a WT column sets each subject's weight without --covariate."""
+    """Columns named exactly as a per-patient parameter of the model (covariate=True: WT, L0, nB0) that
+    every file has and that are not mapped otherwise: covariates of that parameter, so a file with a WT
+    column sets each subject's weight without --covariate. Kinetic parameters are never picked up."""
     taken = set(given) | set(given.values()) | set(column_map) | set(column_map.values())
-    found = {}
+    wanted = {q.name for q in model.parameter_info if q.covariate} - taken
+    common = None
     for path in paths:
         if not path.is_file():
-            continue  # _read_rows reports it
+            return {}  # _read_rows reports it
+        header = {h.strip() for h in _header(path)}
+        common = header if common is None else common & header
+    return {name: name for name in sorted((common or set()) & wanted) if name.upper() not in STANDARD}
+
+
+def _header(path: Path) -> list[str]:
+    """The first line of a CSV file, split."""
+    try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), [])
-        for name in (h.strip() for h in header):
-            if name in model.parameter_names and name.upper() not in STANDARD and name not in taken:
-                found[name] = name
-    return found
+            return next(csv.reader(fh), [])
+    except UnicodeDecodeError as exc:
+        raise CartkinError(f"{path.name}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
 
 
 def _read_rows(path: Path, column_map: Mapping[str, str], covariates: Mapping[str, str]):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -73,8 +74,14 @@ def _kinetics_figure(comparison, colours, path: Path) -> Path:
     s, o, arms = comparison.scenario, comparison.scenario.outcomes, comparison.arms
     t = arms[0].times
     stats = [_percentiles(r.curves[o.exposure], r.ok) for r in arms]
-    top = 2 * np.nanmax([hi for _, _, hi in stats])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # every patient failed: all-NaN percentiles
+        top = 2 * np.nanmax([hi for _, _, hi in stats])
     floor = o.limit / 3 if o.limit > 0 else top * 1e-5
+    if not (np.isfinite(floor) and floor > 0):
+        floor = 1e-3
+    if not (np.isfinite(top) and top > floor):
+        top = floor * 1e4  # nothing to show (no CAR T, or every patient failed): a plain empty axis
     overlay = len(arms) > 1
     fig, axes = _panels(len(arms) + overlay)
     for ax, res, colour, (lo, med, hi) in zip(axes, arms, colours, stats):

@@ -243,7 +243,7 @@ def _markdown_report(comparison: Comparison, table: Table) -> str:
                 if s.population.from_fit else ""), "", table.to_markdown(), "",
              "Definitions: Cmax, Tmax, AUC0–28 (linear-up/log-down), terminal half-life (log-linear best fit "
              f"after Tmax, on the curve up to day {HALF_LIFE_WINDOW:g}; over {HALF_LIFE_CAP * HALF_LIFE_WINDOW:g} days "
-             "shown as '>', i.e. no measurable decline in that window) and Tlast (last day above {o.limit:g}; "
+             f"shown as '>', i.e. no measurable decline in that window) and Tlast (last day above {o.limit:g}; "
              f"≥ horizon when still above it at the end) of `{o.exposure}`."]
     if o.blast:
         lines.append(f"Response: `{o.blast}` < {o.response_threshold:g}% on day {o.response_day:g}; MRD-negative: "

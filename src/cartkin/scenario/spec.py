@@ -235,7 +235,8 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
         if pname in cv:
             raise CartkinError(f"{omega_sec.key(pname)}: {pname} also has a CV% in [population.variability]; "
                                f"keep one")
-        cv[pname] = 100.0 * math.sqrt(math.expm1(omega_sec.get(pname, float, check=_non_negative)))
+        omega2 = omega_sec.get(pname, float, check=lambda v: None if 0 <= v <= 100 else "must be between 0 and 100")
+        cv[pname] = 100.0 * math.sqrt(math.expm1(omega2))
     omega_sec.finish()
     corr_sec = sec.section("correlation")
     correlation = {}
@@ -267,7 +268,7 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
             key = f"{table_sec.key('columns')}.{pname}"
             _check_parameter(model, pname, key)
             _typed(column, str, key)
-            if pname in covariates or pname in cv:
+            if pname in covariates or pname in cv or pname in fitted.get("cv", {}):
                 raise CartkinError(f"{key}: {pname} already has a distribution or variability; keep one")
         table = cov.EmpiricalTable.from_csv(_resolve(table_sec.get("path", str), base), columns)
         covariates.update({pname: table for pname in columns})
