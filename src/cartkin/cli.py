@@ -50,7 +50,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         if "expected one argument" in message:
             message += " (a value that starts with '-' is written --option=VALUE, e.g. --dose=-1e5)"
-        print(f"cartkin: error: {self.prog.removeprefix('cartkin ')}: {message}", file=sys.stderr)
+        command = self.prog.removeprefix("cartkin").strip()
+        print(f"cartkin: error: {command + ': ' if command else ''}{message}", file=sys.stderr)
         sys.exit(2)
 
 
