@@ -219,7 +219,7 @@ def terminal_half_life(times, values, n_points: int | None = None,
 @njit(cache=True, nogil=True)
 def _half_lives(t, rows, floor, n_points):
     """The best-fit rule of `terminal_half_life` for each row (all finite), in compiled code: it is the
-    costliest summary of a large population (7 µs per subject in numpy, array temporaries per column).
+    costliest summary of a large population (9 µs per subject in numpy, array temporaries per column).
 
     For each start j among the kept points (after Tmax, above `floor`), a log-linear fit through the kept
     points from j to the end, from running sums accumulated backwards."""
