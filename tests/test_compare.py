@@ -225,3 +225,12 @@ def test_progress_bar_only_on_a_terminal_and_only_for_long_work():
     for done in range(1, 11):
         bar(done)
     assert quick.getvalue() == ""
+
+
+def test_summary_headers_carry_the_model_units(result):
+    text = str(result.summary)
+    assert "Cmax cells/µL" in text and "AUC0-28 cells/µL·d" in text and "IL-6 peak pg/mL" in text
+    model = result.scenario.model
+    assert model.unit("il10") == "pg/mL" and model.unit("E") == "cells/µL"
+    with pytest.raises(CartkinError, match="unknown observable or state 'zz'"):
+        model.unit("zz")

@@ -149,6 +149,14 @@ class Model:
                 return q
         raise CartkinError(unknown_name_message("parameter", name, self.parameter_names, self.name))
 
+    def unit(self, name: str) -> str:
+        """Unit of an observable or a state (observables first, as they are what users plot)."""
+        for item in (*self.observable_info, *self.states):
+            if item.name == name:
+                return item.unit
+        raise CartkinError(unknown_name_message("observable or state", name,
+                                                (*self.observables, *self.state_names), self.name))
+
     def state_index(self, name: str) -> int:
         try:
             return self.state_names.index(name)

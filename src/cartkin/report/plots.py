@@ -20,6 +20,8 @@ from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from ..errors import CartkinError  # noqa: E402
+
 COLOURS = ["#1b9e77", "#66a61e", "#d95f02", "#e6ab02", "#7570b3", "#e7298a", "#a6761d", "#666666"]
 FAMILIES = ("Greens", "Oranges", "Purples", "Blues", "Reds", "Greys")  # one per product, shades per dose
 DPI = 150
@@ -345,13 +347,11 @@ def _label(model, name: str) -> str:
 
 
 def _unit(model, name: str) -> str:
-    for o in model.observable_info:
-        if o.name == name:
-            return o.unit
-    for st in model.states:
-        if st.name == name:
-            return st.unit
-    return "-"
+    """The model's unit for an observable or state; "-" for a name it does not have."""
+    try:
+        return model.unit(name)
+    except CartkinError:
+        return "-"
 
 
 def _wrap(name: str, width: int = 14) -> str:

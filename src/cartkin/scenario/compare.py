@@ -184,8 +184,8 @@ def summary_table(comparison: Comparison) -> Table:
                 _quantiles(row, name, out[name])
         rows.append(row)
     columns = tuple(rows[0].keys())
-    unit = _units(comparison.scenario.model)
-    exposure_unit = unit.get(o.exposure, "")
+    model = comparison.scenario.model
+    exposure_unit = model.unit(o.exposure)  # the scenario checked it is an observable or state
     display = [("arm", lambda r: r["arm"]),
                (f"Cmax {exposure_unit}".rstrip(), lambda r: quantile_text(r, "cmax")),
                ("Tmax d", lambda r: quantile_text(r, "tmax")),
@@ -199,18 +199,13 @@ def summary_table(comparison: Comparison) -> Table:
             display.append((f"RFS d{day:g} %", lambda r, d=day: format_number(r[f"relapse_free_{d:g}_pct"])))
     if "aplasia_days_median" in rows[0]:
         display.append(("B aplasia d", lambda r: format_number(r["aplasia_days_median"])))
-    for name, label in (("peak_il6", f"IL-6 peak {unit.get('il6', '')}".rstrip()),
-                        ("peak_il10", f"IL-10 peak {unit.get('il10', '')}".rstrip())):
-        if name + "_median" in rows[0]:
-            display.append((label, lambda r, nm=name: format_number(r[nm + "_median"])))
+    for name, label, observable in (("peak_il6", "IL-6 peak", "il6"), ("peak_il10", "IL-10 peak", "il10")):
+        if name + "_median" in rows[0]:  # the model has that observable
+            display.append((f"{label} {model.unit(observable)}".rstrip(),
+                            lambda r, nm=name: format_number(r[nm + "_median"])))
     if any(r["failed"] for r in rows):
         display.append(("failed", lambda r: str(r["failed"])))
     return Table(columns, tuple(rows), tuple(display), title=comparison.scenario.name)
-
-
-def _units(model) -> dict[str, str]:
-    """Unit of each observable and state, for column headers."""
-    return {**{st.name: st.unit for st in model.states}, **{ob.name: ob.unit for ob in model.observable_info}}
 
 
 #: half-lives beyond this many fitting windows are shown as '>' it: no measurable decline by day 84
