@@ -35,8 +35,9 @@ import numpy as np
 
 import cartkin
 from cartkin.codegen import compile_model
-from cartkin.fitting import Dataset, Subject, fit, read_data
-from cartkin.fitting.likelihood import negative_log_likelihood
+from cartkin.data import Dataset, Subject, read_data
+from cartkin.estimation import fit
+from cartkin.stats.likelihood import negative_log_likelihood
 
 ROOT = Path(__file__).resolve().parents[1]
 FREE = ("rTA0", "lTA0", "eBp", "nTN0")

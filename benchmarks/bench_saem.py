@@ -27,7 +27,8 @@ import numba
 import numpy as np
 
 import cartkin
-from cartkin.fitting import Dataset, SaemOptions, Subject, fit_population, read_data
+from cartkin.data import Dataset, Subject, read_data
+from cartkin.estimation import SaemOptions, fit_population
 
 LIU = Path(__file__).resolve().parents[2] / "shared" / "data" / "liu2022"
 TRUTH = {"rTA0": 1.62, "lTA0": 0.12, "eBp": 22.72}

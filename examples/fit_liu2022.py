@@ -30,8 +30,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cartkin  # noqa: E402
-from cartkin.fitting import fit, read_data  # noqa: E402
-from cartkin.fitting.likelihood import negative_log_likelihood  # noqa: E402
+from cartkin.data import read_data  # noqa: E402
+from cartkin.estimation import fit  # noqa: E402
+from cartkin.stats.likelihood import negative_log_likelihood  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = {"time": "TIME", "y": "DV", "y_ID": "DVID"}
@@ -176,7 +177,7 @@ def main() -> None:
         results = {label: result for label, (result, _) in timed_results.items()}
         for label, (result, seconds) in timed_results.items():
             rows.append(summary_row(name, label, result, seconds))
-            result.write(Path(args.outdir) / f"{name}_{label.split()[0]}{'_car' if 'only' in label else ''}")
+            cartkin.write(result, Path(args.outdir) / f"{name}_{label.split()[0]}{'_car' if 'only' in label else ''}")
         joint = results["liu2022"]
         part = car_t_part(joint)
         n_car = len(joint.fits) * len(LIU_FREE) + 1

@@ -20,5 +20,5 @@ scenario = dataclasses.replace(base, name="Split vs single infusion", arms=arms,
 result = cartkin.compare(scenario)
 print(result.summary)
 outdir = Path(__file__).with_suffix("")
-for path in result.plot(outdir):
+for path in cartkin.plot(result, outdir):
     print("figure ->", path)

@@ -85,7 +85,7 @@ def test_no_car_t_means_no_response():
 
 
 def test_outputs_are_written(tmp_path, result):
-    files = result.write(tmp_path) + result.plot(tmp_path)
+    files = cartkin.write(result, tmp_path) + cartkin.plot(result, tmp_path)
     for f in files:
         assert f.exists() and f.stat().st_size > 0
     rows = list(csv.DictReader(open(tmp_path / "summary.csv")))

@@ -9,7 +9,7 @@ import pytest
 
 import cartkin
 from cartkin import CartkinError, Infusion, Regimen
-from cartkin.fitting.data import Dataset, Subject, read_data
+from cartkin.data import Dataset, Subject, read_data
 
 LIU = Path(__file__).resolve().parents[2] / "shared" / "data" / "liu2022"
 LIU_OPTIONS = dict(column_map={"time": "TIME", "y": "DV", "y_ID": "DVID"}, dvid_map={1: "nTA", 2: "nB"},

@@ -7,7 +7,8 @@ import pytest
 import cartkin
 from cartkin import CartkinError
 from cartkin.cli import main
-from cartkin.fitting import Dataset, Subject, augmented_model, fit
+from cartkin.data import Dataset, Subject
+from cartkin.estimation import augmented_model, fit
 
 LIU = Path(__file__).resolve().parents[2] / "shared" / "data" / "liu2022"
 LIU_OPTIONS = dict(column_map={"time": "TIME", "y": "DV", "y_ID": "DVID"}, dvid_map={1: "nTA", 2: "nB"},
@@ -122,7 +123,7 @@ def test_fit_recovers_known_parameters_within_their_intervals(tmp_path):
             assert subject_fit.estimates[j] == pytest.approx(true[name], rel=0.5)
     coverage = np.mean(inside)
     assert coverage >= 0.9, coverage
-    files = result.write(tmp_path) + result.plot(tmp_path)
+    files = cartkin.write(result, tmp_path) + cartkin.plot(result, tmp_path)
     assert all(Path(f).stat().st_size > 0 for f in files)
     header = (tmp_path / "estimates.csv").read_text().splitlines()[0]
     assert "rTA0_lower" in header and "converged" in header
@@ -151,6 +152,6 @@ def test_pooled_sigma_is_the_joint_optimum_and_recovers_the_truth(tmp_path):
         other = fit(model, data, estimate=FREE, starts=2, seed=1,
                     sigma={n: v * factor for n, (v, _) in pooled.items()})
         assert other.objective > result.objective
-    result.write(tmp_path)
+    cartkin.write(result, tmp_path)
     header = (tmp_path / "estimates.csv").read_text().splitlines()[0].split(",")
     assert "sigma_nTA" in header and "sigma_nTA_upper" in header

@@ -7,7 +7,7 @@ import pytest
 from scipy import integrate, stats
 
 from cartkin import CartkinError
-from cartkin.fitting.likelihood import (KINDS, NegLogLik, ResidualError, n_sigmas, negative_log_likelihood,
+from cartkin.stats.likelihood import (KINDS, NegLogLik, ResidualError, n_sigmas, negative_log_likelihood,
                                         residuals, sigma_names)
 
 ERRORS = [ResidualError("proportional", sigma=0.4), ResidualError("additive", sigma=0.7),

@@ -9,8 +9,9 @@ import pytest
 import cartkin
 from cartkin import CartkinError
 from cartkin.cli import main
-from cartkin.fitting import Dataset, fit
-from cartkin.fitting.profile import CHI2_95
+from cartkin.data import Dataset
+from cartkin.estimation import fit
+from cartkin.estimation.individual.profile import CHI2_95
 
 FREE = ("rTA0", "lTA0", "eBp")
 TIMES = np.array([1.0, 2, 4, 7, 10, 14, 21, 28, 42, 56, 84])
@@ -38,7 +39,7 @@ def profiled(tmp_path_factory):
     assert data.n_censored > 0  # the M3 term is part of the profiled likelihood
     result = fit(model, data, estimate=FREE, starts=2, profile=("rTA0", "eBp"))
     outdir = tmp_path_factory.mktemp("profile")
-    files = result.write(outdir) + result.plot(outdir)
+    files = cartkin.write(result, outdir) + cartkin.plot(result, outdir)
     return result, truth, outdir, files
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import cartkin
-from cartkin.fitting import Dataset, fit, read_data
+from cartkin.data import Dataset, read_data
+from cartkin.estimation import fit
 
 LIU = Path(__file__).resolve().parents[2] / "shared" / "data" / "liu2022"
 pytestmark = pytest.mark.skipif(not (LIU / "Data_CR.csv").is_file(),

@@ -11,10 +11,13 @@ import pytest
 import cartkin
 from cartkin import CartkinError
 from cartkin.cli import main
-from cartkin.fitting import CovariateEffect, Dataset, Subject, fit_population, load_fit, vpc
-from cartkin.fitting.likelihood import negative_log_likelihood
-from cartkin.fitting.population_model import PopulationModel, pointwise_nll, truncated_normal_below
-from cartkin.fitting.saem import PopulationEstimates, SaemOptions, _importance_sampling
+from cartkin.data import Dataset, Subject
+from cartkin.estimation import fit_population, load_fit, vpc
+from cartkin.stats.covariates import CovariateEffect
+from cartkin.stats.likelihood import negative_log_likelihood
+from cartkin.estimation.population.model import PopulationModel, pointwise_nll, truncated_normal_below
+from cartkin.estimation.population.results import PopulationEstimates
+from cartkin.estimation.population.saem import SaemOptions, _importance_sampling
 from cartkin.simulation.run import Solver
 
 LIU = Path(__file__).resolve().parents[2] / "shared" / "data" / "liu2022"
@@ -93,7 +96,7 @@ def test_saem_recovers_population_parameters(recovery):
 
 def test_fit_folder_tables_and_plots(recovery, tmp_path):
     data, result = recovery
-    files = result.write(tmp_path) + result.plot(tmp_path)
+    files = cartkin.write(result, tmp_path) + cartkin.plot(result, tmp_path)
     names = {Path(f).name for f in files}
     assert {"population.csv", "individuals.csv", "predictions.csv", "convergence.csv", "fit.json", "data.csv",
             "convergence.png", "goodness_of_fit.png", "individual_fits.png", "random_effects.png"} <= names
@@ -114,7 +117,7 @@ def test_fit_folder_tables_and_plots(recovery, tmp_path):
 
 def test_vpc_command_writes_its_plot(recovery, tmp_path, capsys):
     _, result = recovery
-    result.write(tmp_path)
+    cartkin.write(result, tmp_path)
     assert main(["vpc", str(tmp_path), "--replicates", "60", "--seed", "2"]) == 0
     assert (tmp_path / "vpc.png").stat().st_size > 10_000
     rows = (tmp_path / "vpc.csv").read_text().splitlines()
@@ -159,7 +162,7 @@ regimen = {{ none = true }}
 def test_scenario_takes_its_population_from_a_fit(recovery, tmp_path, capsys):
     from cartkin.scenario.compare import arm_parameters, population_for
     _, result = recovery
-    result.write(tmp_path / "fit")
+    cartkin.write(result, tmp_path / "fit")
     path = tmp_path / "scenario.toml"
     path.write_text(SCENARIO.format(model="liu2022", fit="fit"))  # relative to the scenario file
     scenario = cartkin.Scenario.from_toml(path)

@@ -3,7 +3,7 @@
 Symbolic models compiled to numba, solved with dosing events; virtual populations, regimen
 comparison and fitting built on top.
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .errors import CartkinError
 from . import solve  # noqa: F401  (cartkin.solve: the integrators, public)
@@ -14,11 +14,13 @@ from .simulation import (BatchResult, PopulationSummary, SimulationResult, Solve
 from . import metrics
 from .population import Population, Variability
 from .scenario import Scenario, compare, default_scenario
-from .fitting import fit, fit_population, read_data, vpc
+from .data import read_data
+from .estimation import fit, fit_population, load_fit, vpc
+from .report import plot, write
 
 __all__ = ["CartkinError", "solve", "DoseInput", "Model", "Observable", "Parameter", "State",
            "list_models", "load_model", "Infusion", "Regimen", "BatchResult", "SimulationResult",
            "Solver", "Status", "simulate", "simulate_batch", "simulate_summaries", "PopulationSummary",
            "metrics", "Population", "Variability",
            "Scenario", "compare", "default_scenario", "fit", "read_data",
-           "fit_population", "vpc"]
+           "fit_population", "vpc", "load_fit", "write", "plot"]

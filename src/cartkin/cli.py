@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .errors import CartkinError
+from . import report
 from .report.output import check_folder, staged_folder
 
 
@@ -56,7 +57,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
     parser = _Parser(prog="cartkin", description="CAR T-cell cellular kinetics: simulate, "
                                      "compare regimens on virtual populations, fit kinetics data.")
     parser.add_argument("--version", action="version", version=f"cartkin {__version__}")
@@ -268,9 +269,9 @@ def _compare(args) -> int:
     result = compare(scenario)
     outdir = Path(args.outdir)
     with staged_folder(outdir) as stage:
-        files = result.write(stage)
+        files = report.write(result, stage)
         if not args.no_plots:
-            files += result.plot(stage)
+            files += report.plot(result, stage)
     print(result.summary)
     print(f"\n{len(files)} files in {outdir}/ ({', '.join(f.name for f in files)}); "
           f"{time.perf_counter() - start:.1f} s")
@@ -290,7 +291,8 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 def _fit(args) -> int:
     from .dosing import Regimen
-    from .fitting import fit, read_data
+    from .data import read_data
+    from .estimation import fit
     from .model import load_model
 
     model = load_model(args.model)
@@ -319,9 +321,9 @@ def _fit(args) -> int:
                  starts=4 if args.starts is None else args.starts, seed=args.seed, pooled_sigma=args.pooled_sigma,
                  profile=args.profile)
     with staged_folder(args.outdir) as stage:
-        files = result.write(stage)
+        files = report.write(result, stage)
         if not args.no_plots:
-            files += result.plot(stage)
+            files += report.plot(result, stage)
     print(result.estimates_table())
     n_bad = sum(not f.converged for f in result.fits)
     if n_bad:
@@ -355,7 +357,7 @@ def _population_only(args) -> None:
 
 
 def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
-    from .fitting import fit_population, vpc
+    from .estimation import fit_population, vpc
 
     iterations = (300, 150)
     if args.iterations:
@@ -373,9 +375,9 @@ def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
                             starts=1 if args.starts is None else args.starts, data_source=source, progress=None)
     outdir = Path(args.outdir)
     with staged_folder(outdir) as stage:
-        files = result.write(stage)
+        files = report.write(result, stage)
         if not args.no_plots:
-            files += result.plot(stage)
+            files += report.plot(result, stage)
         print(result)
         if result.settings["starts"] > 1:
             print(f"-2LL of the {result.settings['starts']} starts: "
@@ -383,14 +385,15 @@ def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
                   + f" (kept start {result.settings['best_start']})")
         if args.vpc:
             check = vpc(result, replicates=args.replicates or 200, seed=args.seed)
-            files += [check.write(stage), check.plot(stage / "vpc.png")]
+            files += report.write(check, stage) + report.plot(check, stage)
     print(f"\n{len(files)} files in {outdir}/ ({', '.join(Path(f).name for f in files)}); "
           f"{time.perf_counter() - start:.1f} s")
     return 0
 
 
 def _vpc(args) -> int:
-    from .fitting import load_fit, vpc
+    from .estimation import load_fit, vpc
+    from .report.vpc_plots import vpc_figure
 
     start = time.perf_counter()
     if args.seed < 0:
@@ -401,8 +404,8 @@ def _vpc(args) -> int:
     folder = Path(args.fitdir)
     figure = Path(args.output) if args.output else folder / ("pcvpc.png" if args.pred_corrected else "vpc.png")
     with staged_folder(figure.parent) as stage:
-        table = figure.parent / check.write(stage).name
-        check.plot(stage / figure.name)
+        table = figure.parent / report.write(check, stage)[0].name
+        vpc_figure(check, stage / figure.name)
     failed = f"; {check.failed} simulated subjects could not be solved" if check.failed else ""
     print(f"{check.model_name}: {'prediction-corrected ' if args.pred_corrected else ''}VPC, {args.replicates} "
           f"replicates of {fit.pm.data.n_subjects} subjects{failed} -> {figure}, {table} "

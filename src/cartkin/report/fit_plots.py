@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from ..estimation.individual.profile import CHI2_95  # noqa: E402
 from .plots import COLOURS, DPI, _save, _unit  # noqa: E402
 
 # one fixed colour per model observable (by its position in the model), the same in every figure:
@@ -187,7 +188,6 @@ def _residuals(result, path: Path) -> Path:
 def profile_figure(result, path: Path) -> Path:
     """One panel per subject and profiled parameter: 2Δ(−log L) against the value (log axis when it spans
     decades), the 3.84 threshold, the profile interval (solid) and the Wald interval (dashed)."""
-    from ..fitting.profile import CHI2_95
     profiles = result.profiles
     n = len(profiles)
     cols = min(4, n)

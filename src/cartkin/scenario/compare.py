@@ -6,14 +6,13 @@ value and keep each patient's random effect: θ_i = θ_arm · exp(η_i).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .. import metrics
 from ..population import Population, Variability
 from ..progress import as_callback
-from ..report.table import Table, format_number, quantile_text
+from ..table import Table, format_number, quantile_text
 from ..simulation.run import simulate_batch
 from .spec import Arm, Scenario
 
@@ -43,22 +42,6 @@ class Comparison:
     def summary(self) -> Table:
         return summary_table(self)
 
-    def write(self, outdir: str | Path) -> list[Path]:
-        """summary.csv, summary.md and patients.csv (per-patient outcomes) in outdir."""
-        outdir = Path(outdir)
-        outdir.mkdir(parents=True, exist_ok=True)
-        table = self.summary
-        table.to_csv(outdir / "summary.csv")
-        (outdir / "summary.md").write_text(_markdown_report(self, table), encoding="utf-8")
-        _write_patients(self, outdir / "patients.csv")
-        return [outdir / "summary.csv", outdir / "summary.md", outdir / "patients.csv"]
-
-    def plot(self, outdir: str | Path) -> list[Path]:
-        """The comparison figures as PNG files in outdir."""
-        from ..report import plots  # matplotlib only when plotting
-        return plots.comparison_figures(self, Path(outdir))
-
-
 def population_for(scenario: Scenario) -> Population:
     spec = scenario.population
     variability = Variability(cv=dict(spec.variability_cv), correlation=dict(spec.correlation)) \
@@ -82,13 +65,11 @@ def arm_parameters(scenario: Scenario, base: np.ndarray, arm: Arm) -> np.ndarray
 
 
 def apply_covariate_effects(model, P: np.ndarray, effects) -> np.ndarray:
-    """Covariate effects of a population fit on each patient's parameters: θ · (c / c_ref)^β ("power") or
-    θ · exp(β (c − c_ref)) ("exp"), c the patient's value of the covariate parameter."""
-    for parameter, covariate, kind, beta, reference in effects:
-        c = P[:, model.parameter_index(covariate)]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = (c / reference) ** beta if kind == "power" else np.exp(beta * (c - reference))
-        P[:, model.parameter_index(parameter)] *= factor
+    """Covariate effects of a population fit on each patient's parameters (`CovariateEffect.factor`),
+    c the patient's value of the covariate parameter."""
+    for effect, coefficient in effects:
+        P[:, model.parameter_index(effect.parameter)] *= effect.factor(P[:, model.parameter_index(effect.covariate)],
+                                                                        coefficient)
     return P
 
 
@@ -228,37 +209,3 @@ def _tlast_text(row: dict, horizon: float) -> str:
     return f"{one(row['tlast_median'])} [{one(row['tlast_p05'])}–{one(row['tlast_p95'])}]"
 
 
-def _markdown_report(comparison: Comparison, table: Table) -> str:
-    s = comparison.scenario
-    o = s.outcomes
-    lines = [f"# {s.name}", "", s.description, "",
-             f"Model `{s.model.name}`, {s.population.n} virtual patients (seed {s.population.seed}), "
-             f"horizon {s.horizon:g} days. Medians with 5–95% ranges."
-             + (f" Typical values and variability from the population fit in `{s.population.from_fit}`."
-                if s.population.from_fit else ""), "", table.to_markdown(), "",
-             "Definitions: Cmax, Tmax, AUC0–28 (linear-up/log-down), terminal half-life (log-linear best fit "
-             f"after Tmax, on the curve up to day {HALF_LIFE_WINDOW:g}; over {HALF_LIFE_CAP * HALF_LIFE_WINDOW:g} days "
-             f"shown as '>', i.e. no measurable decline in that window) and Tlast (last day above {o.limit:g}; "
-             f"≥ horizon when still above it at the end) of `{o.exposure}`."]
-    if o.blast:
-        lines.append(f"Response: `{o.blast}` < {o.response_threshold:g}% on day {o.response_day:g}; MRD-negative: "
-                     f"< {o.mrd_threshold:g}%. Relapse-free (RFS) at day d: responded and `{o.blast}` stayed below "
-                     f"{o.response_threshold:g}% until d (non-responders count as events).")
-    if "b_cells" in s.model.observables:
-        lines.append(f"B-cell aplasia: days with `b_cells` below {o.aplasia_fraction:g} × B0.")
-    for res in comparison.arms:
-        if res.failures:
-            lines.append(f"Arm {res.arm.name}: solver failures {res.failures} (excluded from the summary).")
-    return "\n".join(lines) + "\n"
-
-
-def _write_patients(comparison: Comparison, path: Path) -> None:
-    import csv
-    names = list(comparison.arms[0].outcomes.keys())
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["arm", "patient", "ok", *names])
-        for res in comparison.arms:
-            for i in range(res.ok.size):
-                writer.writerow([res.arm.name, i + 1, int(res.ok[i]),
-                                 *(f"{res.outcomes[k][i]:.6g}" for k in names)])

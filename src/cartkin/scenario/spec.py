@@ -18,8 +18,11 @@ import numpy as np
 
 from ..dosing import Infusion, Regimen
 from ..errors import CartkinError
+from ..estimation.population.fit_file import load_fit
 from ..model.definition import Model, unknown_name_message
 from ..model.registry import load_model
+from ..population import covariates as cov
+from ..stats.covariates import CovariateEffect
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class PopulationSpec:
     covariates: Mapping[str, Any] = field(default_factory=dict)  # name -> distribution object
     typical: Mapping[str, float] = field(default_factory=dict)  # typical values (default: the model's)
     # (parameter, covariate, "power" | "exp", coefficient, reference) from a population fit
-    covariate_effects: tuple[tuple[str, str, str, float, float], ...] = ()
+    covariate_effects: tuple[tuple[CovariateEffect, float], ...] = ()  # (effect, coefficient β)
     from_fit: str = ""  # the population fit folder these came from
 
 
@@ -217,8 +220,6 @@ def _check_parameter(model: Model, name: str, key: str) -> None:
 
 
 def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> PopulationSpec:
-    from ..population import covariates as cov  # local: population is a sibling layer
-
     n = sec.get("n", int, 1000, _positive)
     seed = sec.get("seed", int, 0, _non_negative)
     from_fit = sec.get("from_fit", str, "")
@@ -292,8 +293,6 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
 
 def _population_from_fit(text: str, base: Path | None, model: Model, key: str) -> dict:
     """Typical values, CV% and correlations (from Ω) and covariate effects of a population fit folder."""
-    from ..fitting.population_result import load_fit  # local: fitting is a sibling layer
-
     folder = Path(text)
     if not folder.is_absolute() and base is not None and (base / folder).is_dir():
         folder = base / folder
@@ -314,8 +313,7 @@ def _population_from_fit(text: str, base: Path | None, model: Model, key: str) -
             if r != 0.0:
                 correlation[(names[b], names[a])] = r
     coefficients = fit.coefficients
-    effects = tuple((e.parameter, e.covariate, e.kind, coefficients[e.name], float(e.reference))
-                    for e in fit.effects)
+    effects = tuple((e, coefficients[e.name]) for e in fit.effects)
     return {"cv": cv, "correlation": correlation, "typical": {**fit.fixed, **fit.typical}, "effects": effects,
             "folder": str(folder)}
 

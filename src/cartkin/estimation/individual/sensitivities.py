@@ -15,8 +15,8 @@ from typing import Sequence
 
 import sympy as sp
 
-from ..errors import CartkinError
-from ..model.definition import Model, Observable, State
+from ...errors import CartkinError
+from ...model.definition import Model, Observable, State
 
 
 def sensitivity_name(observable: str, parameter: str) -> str:

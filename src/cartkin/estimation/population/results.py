@@ -1,39 +1,47 @@
-"""Results of a population (SAEM) fit: estimates with standard errors, tables, files, and reloading a fit.
+"""Results of a population (SAEM) fit as plain data: estimates, standard errors, shrinkage, tables.
 
-Files written by `PopulationResult.write(outdir)`:
-
-=================  ======================================================================================
-population.csv     typical values, covariate coefficients, ω² (with CV%), covariances, residual σ's:
-                   estimate, SE, RSE%, 95% interval; η-shrinkage per random effect
-individuals.csv    per subject: conditional mode (EBE) and conditional mean of each parameter, η modes,
-                   covariates, log-likelihood contribution
-predictions.csv    ID, TIME, DVID, DV, CENS, PRED (typical, η = 0), IPRED (at the mode), IWRES
-convergence.csv    the population parameters at every SAEM iteration
-fit.json           everything `cartkin vpc` and scenario files need: model, settings, estimates (Ω in
-                   full), covariate effects and references, data files and how they were read
-=================  ======================================================================================
-
-`load_fit(fitdir)` reads fit.json back (and, with ``with_data=True``, the data) as a `LoadedFit`.
+Files are written by `cartkin.report` (tables, figures) and `fit_file` (fit.json).
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Mapping
+from typing import Sequence
 
 import numpy as np
 
-from ..errors import CartkinError
-from .population_model import CovariateEffect, PopulationModel, transformed_residuals
-from .saem import PopulationEstimates, trace_names
+from ...table import Table, format_number
+from .model import PopulationModel, transformed_residuals
 
 Z95 = 1.959963984540054
-FIT_FILE = "fit.json"
-FORMAT = "cartkin-population-fit-1"
 DRIFT_LIMIT = 1.5  # |mean difference of the two halves of the late exploratory window| / its SD (and > SE)
+
+
+@dataclass
+class PopulationEstimates:
+    """[μ, β] (log typical values then covariate coefficients), Ω (q × q) and residual σ's."""
+    fixed_effects: np.ndarray
+    omega: np.ndarray
+    sigma: np.ndarray
+
+    def copy(self) -> "PopulationEstimates":
+        return PopulationEstimates(self.fixed_effects.copy(), self.omega.copy(), self.sigma.copy())
+
+
+def trace_names(pm: PopulationModel, structure: str) -> list[str]:
+    """Column names of the convergence traces: typical values, coefficients, Ω entries, σ's."""
+    names = list(pm.parameters) + [e.name for e in pm.effects]
+    names += omega_names(pm.parameters, structure)
+    return names + list(pm.sigma_names)
+
+
+def omega_names(parameters: Sequence[str], structure: str) -> list[str]:
+    q = len(parameters)
+    if structure == "diag":
+        return [f"omega2_{p}" for p in parameters]
+    rows, cols = np.tril_indices(q)
+    return [f"omega2_{parameters[i]}" if i == j else f"cov_{parameters[j]}_{parameters[i]}" for i, j in zip(rows, cols)]
+
 
 
 @dataclass(eq=False)
@@ -215,7 +223,6 @@ class PopulationResult:
         return rows
 
     def population_table(self):
-        from ..report.table import Table, format_number
 
         def interval(r):
             if not math.isfinite(r["se"]):
@@ -274,197 +281,6 @@ class PopulationResult:
                      + (f": {'; '.join(self.warnings)}" if self.warnings else ""))
         return "\n".join(lines)
 
-    # --- files --------------------------------------------------------------------------------------
-    def to_json(self) -> dict:
-        pm = self.pm
-        return {
-            "format": FORMAT,
-            "model": pm.model.name,
-            "parameters": list(pm.parameters),
-            "fixed": pm.fixed,
-            "error": pm.error,
-            "observables": list(pm.observables),
-            "omega_structure": self.omega_structure,
-            "covariate_effects": [{"parameter": e.parameter, "covariate": e.covariate, "kind": e.kind,
-                                   "reference": e.reference} for e in pm.effects],
-            "estimates": {
-                "typical": self.typical,
-                "coefficients": self.coefficients,
-                "omega": self.omega.tolist(),
-                "sigma": self.sigma,
-                "fixed_effects": self.estimates.fixed_effects.tolist(),
-            },
-            "standard_errors": dict(zip(self.parameter_names, _json_numbers(self.standard_errors))),
-            "likelihood": {"minus2loglik": self.ofv, "importance_sampling_se": self.ofv_se, "aic": self.aic,
-                           "bic": self.bic, "n_estimated": self.n_estimated,
-                           "n_subjects": pm.data.n_subjects, "n_observations": pm.data.n_observations},
-            "converged": self.converged,
-            "warnings": list(self.warnings),
-            "settings": self.settings,
-            "solver": {"rtol": pm.solver.rtol, "atol": pm.solver.atol},
-            "regimen": _regimen_json(pm.regimen),
-            "data": self.data_source,
-            "timings_seconds": self.timings,
-        }
-
-    def write(self, outdir) -> list[Path]:
-        """population.csv, individuals.csv, predictions.csv, convergence.csv and fit.json in outdir."""
-        outdir = Path(outdir)
-        outdir.mkdir(parents=True, exist_ok=True)
-        files = []
-        self.population_table().to_csv(outdir / "population.csv")
-        files.append(outdir / "population.csv")
-        for name, rows in (("individuals.csv", self.individual_rows()), ("predictions.csv", self.predictions())):
-            _write_rows(outdir / name, rows)
-            files.append(outdir / name)
-        trace_rows = [{"iteration": k + 1, **dict(zip(self.parameter_names, map(float, row)))}
-                      for k, row in enumerate(self.traces)]
-        _write_rows(outdir / "convergence.csv", trace_rows)
-        files.append(outdir / "convergence.csv")
-        info = self.to_json()
-        if info["data"] is None:
-            # data built in memory: keep them in standard columns so `cartkin vpc` can read them back
-            self.pm.data.to_csv(outdir / "data.csv")
-            files.append(outdir / "data.csv")
-            info["data"] = {"files": ["data.csv"], "relative_to_fit": True,
-                            "options": {"covariates": {c: c for c in self.pm.data.covariate_names},
-                                        "baseline": "keep"}}
-        (outdir / FIT_FILE).write_text(json.dumps(info, indent=1, default=_json_default), encoding="utf-8")
-        files.append(outdir / FIT_FILE)
-        return files
-
-    def plot(self, outdir) -> list[Path]:
-        from ..report import population_plots
-        return population_plots.population_figures(self, Path(outdir))
-
-
-def _json_numbers(values) -> list:
-    return [float(v) if math.isfinite(v) else None for v in values]
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else
-                                 f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-
-
-def _regimen_json(regimen) -> list | None:
-    if regimen is None:
-        return None
-    return [{"time": d.time, "dose_per_kg": d.dose_per_kg, "cells": d.cells, "amount": d.amount,
-             "target": d.target} for d in regimen]
-
-
-def _regimen_from_json(items):
-    from ..dosing import Infusion, Regimen
-    if items is None:
-        return None
-    return Regimen([Infusion(**item) for item in items])
-
-
 # --- reading a fit back ------------------------------------------------------------------------------------
 
-@dataclass(eq=False)
-class LoadedFit:
-    """A population fit read from its folder: settings and estimates (and the data when asked for)."""
-    folder: Path
-    info: dict
-    pm: PopulationModel | None
-    estimates: PopulationEstimates
 
-    @property
-    def model_name(self) -> str:
-        return self.info["model"]
-
-    @property
-    def parameters(self) -> tuple[str, ...]:
-        return tuple(self.info["parameters"])
-
-    @property
-    def typical(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.info["estimates"]["typical"].items()}
-
-    @property
-    def fixed(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.info.get("fixed", {}).items()}
-
-    @property
-    def omega(self) -> np.ndarray:
-        return self.estimates.omega
-
-    @property
-    def effects(self) -> tuple[CovariateEffect, ...]:
-        return tuple(CovariateEffect(e["parameter"], e["covariate"], e["kind"], e["reference"])
-                     for e in self.info.get("covariate_effects", []))
-
-    @property
-    def coefficients(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.info["estimates"].get("coefficients", {}).items()}
-
-
-def load_fit(fitdir, with_data: bool = True) -> LoadedFit:
-    """Read a population fit folder (fit.json); with_data re-reads the data as the fit read them."""
-    from ..model.registry import load_model
-    from ..simulation.run import Solver
-    from .data import read_data
-
-    folder = Path(fitdir)
-    path = folder / FIT_FILE
-    if not folder.is_dir():
-        raise CartkinError(f"fit folder not found: {folder}")
-    if not path.is_file():
-        raise CartkinError(f"{folder} has no {FIT_FILE}: not a population fit folder (run cartkin fit --population)")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CartkinError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise CartkinError(f"{path}: not a cartkin population fit (format {FORMAT} expected)")
-    try:
-        model = load_model(info["model"])
-        est = info["estimates"]
-        q = len(info["parameters"])
-        omega = np.array(est["omega"], dtype=float).reshape(q, q)
-        estimates = PopulationEstimates(np.array(est["fixed_effects"], dtype=float), omega,
-                                        np.array([est["sigma"][k] for k in est["sigma"]], dtype=float))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CartkinError(f"{path}: incomplete or damaged fit file ({exc})") from None
-    pm = None
-    if with_data:
-        source = info.get("data") or {}
-        files = source.get("files") or []
-        if not files:
-            raise CartkinError(f"{path}: the fit does not record its data files")
-        paths = [folder / f if source.get("relative_to_fit") else Path(f) for f in files]
-        for p in paths:
-            if not p.is_file():
-                raise CartkinError(f"data file not found: {p} (the fit in {folder} read its data from there)")
-        options = _read_options(source.get("options") or {})
-        data = read_data(paths, model, **options)
-        solver = info.get("solver", {})
-        pm = PopulationModel(model, data, info["parameters"], info.get("fixed", {}), info["error"],
-                             [CovariateEffect(e["parameter"], e["covariate"], e["kind"], e["reference"])
-                              for e in info.get("covariate_effects", [])],
-                             _regimen_from_json(info.get("regimen")),
-                             Solver("auto", float(solver.get("rtol", 1e-6)), float(solver.get("atol", 1e-9))))
-        if tuple(pm.observables) != tuple(info.get("observables", pm.observables)):
-            raise CartkinError(f"{path}: the data now hold observables {', '.join(pm.observables)}, the fit used "
-                               f"{', '.join(info['observables'])}")
-    return LoadedFit(folder, info, pm, estimates)
-
-
-def _read_options(options: Mapping) -> dict:
-    allowed = ("column_map", "dvid_map", "covariates", "lloq", "censor_floor", "dose_unit", "prefix_ids",
-               "baseline", "positive")
-    return {k: v for k, v in options.items() if k in allowed}

@@ -43,15 +43,18 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import gammaln, logsumexp
 
-from ..dosing import Regimen
-from ..errors import CartkinError
-from ..model.definition import Model
-from ..model.registry import load_model
-from ..simulation.run import Solver
-from .blas import single_blas_thread
-from .data import Dataset
-from .likelihood import LOG_2PI
-from .population_model import (CovariateEffect, PopulationModel, check_parameters, pointwise_nll,
+from ...dosing import Regimen
+from ...errors import CartkinError
+from ...model.definition import Model
+from ...model.registry import load_model
+from ...simulation.run import Solver
+from ...data.dataset import Dataset
+from ...progress import as_callback
+from ...stats.likelihood import LOG_2PI
+from ..blas import single_blas_thread
+from .results import PopulationEstimates, PopulationResult
+from ...stats.covariates import CovariateEffect
+from .model import (PopulationModel, check_parameters, pointwise_nll,
                                transformed_residuals, truncated_normal_below)
 
 OMEGA_STRUCTURES = ("diag", "full")
@@ -90,17 +93,6 @@ class SaemOptions:
             raise CartkinError(f"importance_samples must be >= 50, got {self.importance_samples}")
 
 
-@dataclass
-class PopulationEstimates:
-    """[μ, β] (log typical values then covariate coefficients), Ω (q × q) and residual σ's."""
-    fixed_effects: np.ndarray
-    omega: np.ndarray
-    sigma: np.ndarray
-
-    def copy(self) -> "PopulationEstimates":
-        return PopulationEstimates(self.fixed_effects.copy(), self.omega.copy(), self.sigma.copy())
-
-
 def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None,
                    fix: Mapping[str, float] | None = None, error: str = "proportional",
                    covariate_effects: Sequence[CovariateEffect | str] = (), omega: str = "diag",
@@ -118,8 +110,6 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
     −2LL is reported (settings["start_minus2loglik"]). data_source: how the data were read
     ({"files": [...], "options": {...}}), kept for `cartkin vpc`.
     """
-    from ..progress import as_callback
-    from .population_result import PopulationResult
 
     started = time.perf_counter()
     model = load_model(model)
@@ -376,21 +366,6 @@ def _trace_row(est: PopulationEstimates, structure: str) -> np.ndarray:
     fe = est.fixed_effects.copy()
     fe[:q] = np.exp(fe[:q])
     return np.concatenate([fe, omega, est.sigma])
-
-
-def trace_names(pm: PopulationModel, structure: str) -> list[str]:
-    """Column names of the convergence traces: typical values, coefficients, Ω entries, σ's."""
-    names = list(pm.parameters) + [e.name for e in pm.effects]
-    names += omega_names(pm.parameters, structure)
-    return names + list(pm.sigma_names)
-
-
-def omega_names(parameters: Sequence[str], structure: str) -> list[str]:
-    q = len(parameters)
-    if structure == "diag":
-        return [f"omega2_{p}" for p in parameters]
-    rows, cols = np.tril_indices(q)
-    return [f"omega2_{parameters[i]}" if i == j else f"cov_{parameters[j]}_{parameters[i]}" for i, j in zip(rows, cols)]
 
 
 # --- after the iterations ---------------------------------------------------------------------------------

@@ -17,60 +17,20 @@ observations) with per-observation σ's, matching `cartkin.fitting.likelihood`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.special import log_ndtr, ndtri
 
-from ..codegen import compile_model
-from ..dosing import Regimen
-from ..errors import CartkinError
-from ..model.definition import Model, unknown_name_message
-from ..simulation.run import Solver, solve_flat
-from ..solve import status as st
-from .data import Dataset
-from .likelihood import KINDS, LOG_2PI, n_sigmas
-
-COVARIATE_KINDS = ("power", "exp")
-
-
-@dataclass(frozen=True)
-class CovariateEffect:
-    """A covariate effect on an estimated parameter: ``CovariateEffect("rTA0", "nB0", "power")``.
-
-    reference: the covariate value at which the typical value applies (None: the median of the data).
-    """
-    parameter: str
-    covariate: str
-    kind: str = "power"
-    reference: float | None = None
-
-    def __post_init__(self):
-        if self.kind not in COVARIATE_KINDS:
-            raise CartkinError(f"covariate effect {self.parameter}={self.covariate}: unknown kind {self.kind!r}; "
-                               f"choose one of {', '.join(COVARIATE_KINDS)}")
-
-    @property
-    def name(self) -> str:
-        """The coefficient's name, e.g. ``beta_rTA0_nB0``."""
-        return f"beta_{self.parameter}_{self.covariate}"
-
-    @classmethod
-    def parse(cls, text: str) -> "CovariateEffect":
-        """``PARAMETER=COVARIATE[:power|exp]`` (power by default)."""
-        left, sep, right = str(text).partition("=")
-        covariate, _, kind = right.partition(":")
-        if not sep or not left.strip() or not covariate.strip():
-            raise CartkinError(f"covariate effect {text!r}: expected PARAMETER=COVARIATE[:power|exp]")
-        return cls(left.strip(), covariate.strip(), kind.strip() or "power")
-
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        """x = log(c / c_ref) (power) or c − c_ref (exp)."""
-        c = np.asarray(values, dtype=float)
-        if self.kind == "power":
-            return np.log(c / self.reference)
-        return c - self.reference
+from ...codegen import compile_model
+from ...dosing import Regimen
+from ...errors import CartkinError
+from ...model.definition import Model, unknown_name_message
+from ...simulation.run import Solver, solve_flat
+from ...solve import status as st
+from ...data.dataset import Dataset
+from ...stats.covariates import CovariateEffect
+from ...stats.likelihood import KINDS, LOG_2PI, n_sigmas
 
 
 def sigma_labels(error: str, observables: Sequence[str]) -> tuple[str, ...]:

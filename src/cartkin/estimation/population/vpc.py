@@ -19,16 +19,16 @@ PRED of its bin, which removes the spread that comes from covariates and the des
 """
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CartkinError
-from .population_model import PopulationModel
-from .saem import PopulationEstimates
+from ...errors import CartkinError
+from .fit_file import LoadedFit, load_fit
+from .model import PopulationModel
+from .results import PopulationEstimates, PopulationResult
 
 PERCENTILES = (5.0, 50.0, 95.0)
 
@@ -56,7 +56,7 @@ class ObservableCheck:
 
 @dataclass(eq=False)
 class VpcResult:
-    """`vpc(...)` output: `.checks` per observable, `.rows()` / `.write(outdir)` (vpc.csv) / `.plot(path)`."""
+    """`vpc(...)` output: `.checks` per observable, `.rows()` (files: `cartkin.report.write`/`plot`)."""
     model_name: str
     checks: tuple[ObservableCheck, ...]
     replicates: int
@@ -82,24 +82,6 @@ class VpcResult:
                     row[f"simulated_censored_{side}"] = c.simulated_censored[b, s]
                 out.append(row)
         return out
-
-    def write(self, outdir) -> Path:
-        outdir = Path(outdir)
-        outdir.mkdir(parents=True, exist_ok=True)
-        path = outdir / ("pcvpc.csv" if self.prediction_corrected else "vpc.csv")
-        rows = self.rows()
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
-            writer.writeheader()
-            for r in rows:
-                writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else
-                                     f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        return path
-
-    def plot(self, path) -> Path:
-        from ..report.vpc import vpc_figure
-        return vpc_figure(self, Path(path))
-
 
 def _below(value: float, limit: float) -> bool:
     return bool(math.isfinite(limit) and value <= limit * (1 + 1e-12))
@@ -160,7 +142,6 @@ def time_bins(times: np.ndarray, n_bins: int | None = None) -> np.ndarray:
 def vpc(fit, replicates: int = 200, prediction_corrected: bool = False, seed: int = 0,
         n_bins: int | None = None, interval: float = 0.9) -> VpcResult:
     """Visual predictive check of a population fit (a `PopulationResult`, `LoadedFit` or fit folder)."""
-    from .population_result import LoadedFit, PopulationResult, load_fit
     if isinstance(fit, (str, Path)):
         fit = load_fit(fit)
     if isinstance(fit, PopulationResult):

@@ -11,18 +11,17 @@ non-identifiability the Wald interval, being symmetric on the log scale by const
 """
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import brentq, minimize
 
-from ..errors import CartkinError
-from ..model.definition import unknown_name_message
-from .data import Subject
+from ...errors import CartkinError
+from ...model.definition import unknown_name_message
+from ...data.dataset import Subject
+from .objective import FAILED, objective_factory, search_bounds
 
 CHI2_95 = 3.841458820694124  # 95% quantile of chi-square with 1 degree of freedom
 MAX_POINTS = 40              # profile points per side, at most
@@ -75,18 +74,6 @@ def check_profile_names(names: Sequence[str], free: Sequence[str], model) -> tup
     return names
 
 
-def write_profiles(profiles: Sequence[Profile], path) -> Path:
-    """profiles.csv: ID, parameter, value, objective (−log L with the other parameters re-optimised)."""
-    path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["ID", "parameter", "value", "objective"])
-        for pr in profiles:
-            for value, objective in zip(pr.values, pr.objectives):
-                writer.writerow([pr.id, pr.parameter, f"{value:.8g}", f"{objective:.10g}"])
-    return path
-
-
 def profile_fits(result, names: Sequence[str], threshold: float = CHI2_95) -> tuple[Profile, ...]:
     """Profiles of `names` for every subject of a `FitResult` with finite estimates."""
     names = check_profile_names(names, result.free, result.model)
@@ -103,13 +90,12 @@ def profile_fits(result, names: Sequence[str], threshold: float = CHI2_95) -> tu
 def profile_subject(problem, subject: Subject, fit, name: str, sigma_fixed: Mapping[str, float] | None = None,
                     threshold: float = CHI2_95) -> Profile:
     """Profile −log L of one subject's fit in parameter `name` (see the module docstring)."""
-    from .estimate import FAILED, _objective_factory, _search_bounds
-    objective, _, est_sigma = _objective_factory(problem, subject, sigma_fixed)
+    objective, _, est_sigma = objective_factory(problem, subject, sigma_fixed)
     x_hat = np.log(np.asarray(fit.estimates, dtype=float))
     if x_hat.size != len(problem.free) + len(est_sigma):
         raise CartkinError(f"subject {fit.id}: the fit's estimates do not match the residual SDs to profile over")
     j = problem.free.index(name)
-    bounds = _search_bounds(problem, len(est_sigma))
+    bounds = search_bounds(problem, len(est_sigma))
     others = [k for k in range(x_hat.size) if k != j]
     other_bounds = [bounds[k] for k in others]
     f_hat = float(fit.objective)

@@ -1,0 +1,148 @@
+"""The objective of one subject's fit: −log L with its gradient from forward sensitivities.
+
+`Problem` holds what every subject shares (augmented model, free set, residual-error names, solver);
+`objective_factory` gives −log L(x) and its gradient for one subject, x = log free parameters then the
+log residual SDs that are estimated. Individual fits and profile likelihoods both optimise it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ...codegen import compile_model
+from ...data.dataset import Subject
+from ...dosing import Regimen
+from ...errors import CartkinError
+from ...model.definition import Model
+from ...simulation.run import Solver, solve_subjects
+from ...solve import status as st
+from ...stats.likelihood import n_sigmas, negative_log_likelihood
+from .sensitivities import augmented_model, sensitivity_name
+
+
+FAILED = 1e10  # objective value where the model cannot be solved (large, but finite for line searches)
+
+
+SPAN = math.log(1000.0)  # estimates are searched within 1000-fold of the model default
+
+
+class Problem:
+    """The compiled pieces shared by every subject: augmented model, free set, error model."""
+
+    def __init__(self, model: Model, free: tuple[str, ...], fixed: Mapping[str, float], error: str,
+                 sigma_fixed: Mapping[str, float], regimen: Regimen | None, solver: Solver,
+                 observables: Sequence[str]):
+        self.model = model
+        self.free = free
+        self.free_index = np.array([model.parameter_index(q) for q in free], dtype=np.int64)
+        self.augmented = augmented_model(model, free)
+        self.module = compile_model(self.augmented)
+        self.error = error
+        self.regimen = regimen
+        self.solver = solver
+        self.fixed = dict(fixed)
+        self.observables = tuple(observables)  # observables with data
+        # gradient observable indices in the augmented model: [observable k][free j]
+        aug_obs = self.augmented.observables
+        self.value_index = [aug_obs.index(o) for o in model.observables]
+        self.grad_index = np.array([[aug_obs.index(sensitivity_name(o, q)) for q in free]
+                                    for o in model.observables], dtype=np.int64)
+        ns = n_sigmas(error)
+        self.sigma_names = []
+        for o in self.observables:
+            if ns == 1:
+                self.sigma_names.append(f"sigma_{o}")
+            else:
+                self.sigma_names += [f"sigma_add_{o}", f"sigma_prop_{o}"]
+        for name in sigma_fixed:
+            if name not in self.sigma_names:
+                raise CartkinError(f"unknown residual parameter {name!r}; these exist: {', '.join(self.sigma_names)}")
+        self.sigma_fixed = dict(sigma_fixed)
+
+    def sigma_slice(self, log_sigma_all, k_model_obs: int):
+        ns = n_sigmas(self.error)
+        j = self.observables.index(self.model.observables[k_model_obs])
+        return log_sigma_all[j * ns:(j + 1) * ns]
+
+    def base_parameters(self, subject: Subject) -> np.ndarray:
+        p = np.array([q.default for q in self.model.parameter_info], dtype=float)
+        for name, value in subject.covariates.items():
+            p[self.model.parameter_index(name)] = value
+        for name, value in self.fixed.items():
+            p[self.model.parameter_index(name)] = value
+        return p
+
+    def predict(self, subject: Subject, p: np.ndarray, times=None, observable_index=None):
+        """(prediction, d prediction / d free parameter) at the subject's observations (or given times)."""
+        times = subject.times if times is None else times
+        k_obs = subject.observable_index if observable_index is None else observable_index
+        regimen = subject.regimen or self.regimen or Regimen.none()
+        events = regimen.events(self.augmented)
+        uniq, inverse = np.unique(times, return_inverse=True)
+        out, _, codes, t_fail, _ = solve_subjects(self.augmented, p[None, :], [uniq], [events], self.solver)
+        if codes[0] != st.SUCCESS:
+            return None, None
+        obs = np.empty((uniq.size, len(self.augmented.observables)))
+        self.module.observe_batch(uniq, np.array([0, uniq.size], dtype=np.int64), out, p[None, :], obs)
+        rows = obs[inverse]
+        value_cols = np.array(self.value_index)[k_obs]
+        pred = rows[np.arange(len(k_obs)), value_cols]
+        grad = np.take_along_axis(rows, self.grad_index[k_obs], axis=1)
+        return pred, grad
+
+
+def objective_factory(problem: Problem, subject: Subject, sigma_fixed: Mapping[str, float] | None = None):
+    """(objective(x) -> (−log L, gradient), unpack(x) -> (parameters, log σ's), estimated σ indices).
+
+    x = log free parameters, then the log σ's not in `sigma_fixed` (default: the problem's)."""
+    sigma_fixed = problem.sigma_fixed if sigma_fixed is None else sigma_fixed
+    base = problem.base_parameters(subject)
+    q = len(problem.free)
+    sigma_names = problem.sigma_names
+    ns = n_sigmas(problem.error)
+    est_sigma = [j for j, n in enumerate(sigma_names) if n not in sigma_fixed]
+    fixed_log_sigma = np.array([math.log(sigma_fixed.get(n, 1.0)) for n in sigma_names])
+    groups = [(problem.observables.index(problem.model.observables[k]), subject.observable_index == k)
+              for k in np.unique(subject.observable_index)]
+
+    def unpack(x):
+        p = base.copy()
+        p[problem.free_index] = np.exp(x[:q])
+        log_sigma = fixed_log_sigma.copy()
+        log_sigma[est_sigma] = x[q:]
+        return p, log_sigma
+
+    def objective(x):
+        p, log_sigma = unpack(x)
+        pred, grad = problem.predict(subject, p)
+        if pred is None:
+            return FAILED, np.zeros_like(x)
+        total = 0.0
+        d_pred = np.zeros(subject.n_observations)
+        d_logsig = np.zeros(len(sigma_names))
+        for j, sel in groups:
+            v, dp, ds = negative_log_likelihood(problem.error, pred[sel], subject.values[sel], subject.censored[sel],
+                                                subject.limits[sel], log_sigma[j * ns:(j + 1) * ns])
+            if not math.isfinite(v):
+                return FAILED, np.zeros_like(x)
+            total += v
+            d_pred[sel] = dp
+            d_logsig[j * ns:(j + 1) * ns] += ds
+        g_theta = (d_pred @ grad) * p[problem.free_index]  # chain rule to log parameters
+        return total, np.concatenate([g_theta, d_logsig[est_sigma]])
+
+    return objective, unpack, est_sigma
+
+
+def search_bounds(problem: Problem, n_sigma: int) -> list[tuple[float, float]]:
+    """Log-scale bounds: within 1000-fold of the default and the parameter's own bounds; then the σ's."""
+    bounds = []
+    for name in problem.free:
+        info = problem.model.parameter(name)
+        lo = max(math.log(info.lower) if info.lower > 0 else -np.inf, math.log(info.default) - SPAN)
+        hi = min(math.log(info.upper) if math.isfinite(info.upper) else np.inf, math.log(info.default) + SPAN)
+        bounds.append((lo, hi))
+    return bounds + [(math.log(1e-4), math.log(1e2))] * n_sigma
+

@@ -1,0 +1,152 @@
+"""Result files: the CSV, Markdown and JSON that each kind of result writes into an output folder.
+
+=====================  ==========================================================================================
+individual fit         estimates.csv (estimates, SEs, 95% intervals, profile intervals, warnings),
+                       predictions.csv (ID, TIME, DVID, DV, CENS, IPRED, IWRES), correlations.csv, profiles.csv
+population fit         population.csv (typical values, covariate coefficients, ω² with CV%, covariances,
+                       residual σ's: estimate, SE, RSE%, 95% interval, η-shrinkage), individuals.csv
+                       (conditional modes and means, η modes, covariates, log-likelihood), predictions.csv
+                       (DV, PRED, IPRED, IWRES), convergence.csv (the parameters at every SAEM iteration),
+                       fit.json (everything `cartkin vpc` and scenario files need; read back by `load_fit`)
+VPC                    vpc.csv or pcvpc.csv (per observable and bin: observed percentiles and the simulated
+                       intervals, fractions below the limit)
+comparison             summary.csv, summary.md, patients.csv (per-patient outcomes)
+=====================  ==========================================================================================
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+from ..estimation.individual.profile import Profile
+from ..estimation.individual.results import FitResult
+from ..estimation.population.fit_file import FIT_FILE, fit_json, json_default
+from ..estimation.population.results import PopulationResult
+from ..estimation.population.vpc import VpcResult
+from ..scenario.compare import HALF_LIFE_CAP, HALF_LIFE_WINDOW, Comparison
+from ..table import Table
+
+
+def write_fit(result: FitResult, outdir: Path) -> list[Path]:
+    """estimates.csv, predictions.csv, correlations.csv (and profiles.csv) of an individual fit."""
+    result.estimates_table().to_csv(outdir / "estimates.csv")
+    rows = result.predictions()
+    with open(outdir / "predictions.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    with open(outdir / "correlations.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["ID", "parameter", "with", "correlation"])
+        for fit in result.fits:  # of the log-scale estimates, from the observed information
+            for a in range(len(fit.names)):
+                for b in range(a + 1, len(fit.names)):
+                    writer.writerow([fit.id, fit.names[a], fit.names[b], f"{fit.correlation[a, b]:.4g}"])
+    files = [outdir / "estimates.csv", outdir / "predictions.csv", outdir / "correlations.csv"]
+    if result.profiles:
+        files.append(write_profiles(result.profiles, outdir / "profiles.csv"))
+    return files
+
+
+def write_profiles(profiles: Sequence[Profile], path) -> Path:
+    """profiles.csv: ID, parameter, value, objective (−log L with the other parameters re-optimised)."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["ID", "parameter", "value", "objective"])
+        for pr in profiles:
+            for value, objective in zip(pr.values, pr.objectives):
+                writer.writerow([pr.id, pr.parameter, f"{value:.8g}", f"{objective:.10g}"])
+    return path
+
+
+
+def write_population_fit(result: PopulationResult, outdir: Path) -> list[Path]:
+    """population.csv, individuals.csv, predictions.csv, convergence.csv and fit.json."""
+    files = []
+    result.population_table().to_csv(outdir / "population.csv")
+    files.append(outdir / "population.csv")
+    for name, rows in (("individuals.csv", result.individual_rows()), ("predictions.csv", result.predictions())):
+        write_rows(outdir / name, rows)
+        files.append(outdir / name)
+    trace_rows = [{"iteration": k + 1, **dict(zip(result.parameter_names, map(float, row)))}
+                  for k, row in enumerate(result.traces)]
+    write_rows(outdir / "convergence.csv", trace_rows)
+    files.append(outdir / "convergence.csv")
+    info = fit_json(result)
+    if info["data"] is None:
+        # data built in memory: keep them in standard columns so `cartkin vpc` can read them back
+        result.pm.data.to_csv(outdir / "data.csv")
+        files.append(outdir / "data.csv")
+        info["data"] = {"files": ["data.csv"], "relative_to_fit": True,
+                        "options": {"covariates": {c: c for c in result.pm.data.covariate_names},
+                                    "baseline": "keep"}}
+    (outdir / FIT_FILE).write_text(json.dumps(info, indent=1, default=json_default), encoding="utf-8")
+    files.append(outdir / FIT_FILE)
+    return files
+
+
+def write_vpc(result: VpcResult, outdir: Path) -> list[Path]:
+    """vpc.csv (pcvpc.csv when prediction-corrected)."""
+    path = outdir / ("pcvpc.csv" if result.prediction_corrected else "vpc.csv")
+    write_rows(path, result.rows())
+    return [path]
+
+
+def write_comparison(comparison: Comparison, outdir: Path) -> list[Path]:
+    """summary.csv, summary.md and patients.csv (per-patient outcomes)."""
+    table = comparison.summary
+    table.to_csv(outdir / "summary.csv")
+    (outdir / "summary.md").write_text(markdown_report(comparison, table), encoding="utf-8")
+    write_patients(comparison, outdir / "patients.csv")
+    return [outdir / "summary.csv", outdir / "summary.md", outdir / "patients.csv"]
+
+
+def markdown_report(comparison: Comparison, table: Table) -> str:
+    s = comparison.scenario
+    o = s.outcomes
+    lines = [f"# {s.name}", "", s.description, "",
+             f"Model `{s.model.name}`, {s.population.n} virtual patients (seed {s.population.seed}), "
+             f"horizon {s.horizon:g} days. Medians with 5–95% ranges."
+             + (f" Typical values and variability from the population fit in `{s.population.from_fit}`."
+                if s.population.from_fit else ""), "", table.to_markdown(), "",
+             "Definitions: Cmax, Tmax, AUC0–28 (linear-up/log-down), terminal half-life (log-linear best fit "
+             f"after Tmax, on the curve up to day {HALF_LIFE_WINDOW:g}; over {HALF_LIFE_CAP * HALF_LIFE_WINDOW:g} days "
+             f"shown as '>', i.e. no measurable decline in that window) and Tlast (last day above {o.limit:g}; "
+             f"≥ horizon when still above it at the end) of `{o.exposure}`."]
+    if o.blast:
+        lines.append(f"Response: `{o.blast}` < {o.response_threshold:g}% on day {o.response_day:g}; MRD-negative: "
+                     f"< {o.mrd_threshold:g}%. Relapse-free (RFS) at day d: responded and `{o.blast}` stayed below "
+                     f"{o.response_threshold:g}% until d (non-responders count as events).")
+    if "b_cells" in s.model.observables:
+        lines.append(f"B-cell aplasia: days with `b_cells` below {o.aplasia_fraction:g} × B0.")
+    for res in comparison.arms:
+        if res.failures:
+            lines.append(f"Arm {res.arm.name}: solver failures {res.failures} (excluded from the summary).")
+    return "\n".join(lines) + "\n"
+
+
+def write_patients(comparison: Comparison, path: Path) -> None:
+    names = list(comparison.arms[0].outcomes.keys())
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["arm", "patient", "ok", *names])
+        for res in comparison.arms:
+            for i in range(res.ok.size):
+                writer.writerow([res.arm.name, i + 1, int(res.ok[i]),
+                                 *(f"{res.outcomes[k][i]:.6g}" for k in names)])
+
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else
+                                 f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+

@@ -1,0 +1,1 @@
+"""Statistical building blocks shared by fits and scenarios: residual-error likelihoods, covariate effects."""
