@@ -3,11 +3,12 @@
 Symbolic models compiled to numba, solved with dosing events; virtual populations, regimen
 comparison and fitting built on top.
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .errors import CartkinError
 from . import solve  # noqa: F401  (cartkin.solve: the integrators, public)
 from .model import DoseInput, Model, Observable, Parameter, State, list_models, load_model
+from .model.export import to_sbml
 from .dosing import Infusion, Regimen
 from .simulation import (BatchResult, PopulationSummary, SimulationResult, Solver, Status, simulate,
                          simulate_batch, simulate_summaries)
@@ -17,7 +18,7 @@ from .scenario import Scenario, compare, default_scenario
 from .fitting import fit, fit_population, read_data, vpc
 
 __all__ = ["CartkinError", "solve", "DoseInput", "Model", "Observable", "Parameter", "State",
-           "list_models", "load_model", "Infusion", "Regimen", "BatchResult", "SimulationResult",
+           "list_models", "load_model", "to_sbml", "Infusion", "Regimen", "BatchResult", "SimulationResult",
            "Solver", "Status", "simulate", "simulate_batch", "simulate_summaries", "PopulationSummary",
            "metrics", "Population", "Variability",
            "Scenario", "compare", "default_scenario", "fit", "read_data",

@@ -22,6 +22,7 @@ from types import ModuleType
 
 import sympy as sp
 
+from .._version import __version__
 from ..model.definition import Model, t
 from ..solve import linalg
 from ..solve.methods import AUTO, METHODS
@@ -159,9 +160,8 @@ def _solver_hash() -> str:
     """Hash of the integrator sources: generated modules are rebuilt when the solvers change.
 
     Read once per process (compile_model is called on every solve)."""
-    import cartkin
-    root = Path(cartkin.__file__).parent
-    h = hashlib.sha256(cartkin.__version__.encode())
+    root = Path(__file__).resolve().parent.parent  # the cartkin package folder
+    h = hashlib.sha256(__version__.encode())
     for folder in ("solve", "codegen"):
         for path in sorted((root / folder).rglob("*.py")):
             h.update(path.read_bytes())

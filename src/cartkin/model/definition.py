@@ -182,15 +182,6 @@ class Model:
             raise CartkinError(unknown_name_message("parameter", name, self.parameter_names, self.name))
         return replace(self, parameter_info=tuple(info))
 
-    def to_sbml(self, dose_per_kg: float | None = None) -> str:
-        """SBML Level 3 Version 2 text of this model (for COPASI, tellurium, libRoadRunner).
-
-        Dosing is not exported, except one day-0 dose as an initial condition (`dose_per_kg`);
-        see `cartkin.model.sbml`.
-        """
-        from .sbml import to_sbml
-        return to_sbml(self, dose_per_kg)
-
     def fingerprint(self) -> str:
         """Hash of the symbolic content (not of the defaults): names the generated code.
 
