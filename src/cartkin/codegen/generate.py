@@ -1,13 +1,15 @@
 """Generate and load the numba module for a model.
 
 From one symbolic `Model` this writes a Python file holding `@njit(cache=True)` functions: the
-right-hand side, its state Jacobian, its parameter Jacobian, the initial state and its parameter
-derivative, observables with their derivatives, the dose scale, breakpoints, and compiled entry points
-that bind these to the generic integrators in `cartkin.solve`. Everything compiles with numba's
+right-hand side, its state Jacobian and time derivative, the initial state, observables, the dose scale,
+breakpoints, and compiled entry points that bind these to the generic integrators in `cartkin.solve`.
+Parameter derivatives (dfdp, dinitial_dp, dobserve_dy, dobserve_dp, ddose_scale_dp) are generated only
+on request (`derivatives=True`): the solvers do not use them. Everything compiles with numba's
 `error_model="numpy"`: a division by zero gives inf/nan, which the integrators report as a non-finite
 status, instead of raising from compiled code (and without a zero check on every division). The file lives in a cache folder and is
 named by a hash of the model and of the solver sources, so numba's on-disk cache stays valid until
-either changes.
+either changes. An existing file is loaded as it is: its name says what it was generated from, so
+sympy's differentiation and common-subexpression passes run once per model, not once per process.
 """
 from __future__ import annotations
 
@@ -74,22 +76,17 @@ def _piecewise_conditions_at_ts(expr: sp.Expr) -> sp.Expr:
     return sp.sympify(expr).replace(sp.Piecewise, fix)
 
 
-def generate_source(model: Model) -> str:
-    """The Python source of the numba module for `model`."""
+def generate_source(model: Model, derivatives: bool = False) -> str:
+    """The Python source of the numba module for `model` (with parameter derivatives if asked)."""
     sx = [sp.Symbol(s) for s in model.state_names]
     px = [sp.Symbol(q) for q in model.parameter_names]
     ns, npar = len(sx), len(px)
     f = sp.Matrix([_piecewise_conditions_at_ts(model.equations[s]) for s in model.state_names])
     dfdy = f.jacobian(sx)
-    dfdp = f.jacobian(px)
     dfdt_expr = f.diff(t)
     y0 = sp.Matrix([sp.sympify(model.initial.get(s, 0)) for s in model.state_names])
-    dy0dp = y0.jacobian(px)
     g = sp.Matrix([sp.sympify(o.expression) for o in model.observable_info])
-    dgdy = g.jacobian(sx) if g.rows else sp.zeros(0, ns)
-    dgdp = g.jacobian(px) if g.rows else sp.zeros(0, npar)
     scale = sp.sympify(model.dose.per_kg) if model.dose else sp.Integer(0)
-    dscale = sp.Matrix([scale]).jacobian(px)
     bps = [sp.sympify(b) for b in model.breakpoints]
     weight_index = model.parameter_names.index(model.dose.weight) if (model.dose and model.dose.weight) else -1
 
@@ -139,14 +136,15 @@ def generate_source(model: Model) -> str:
     src += vector("rhs", "t, y, p, ts, out", list(f), True) + [""]
     src += dense("jac", "t, y, p, ts, out", dfdy, True, True) + [""]
     src += vector("dfdt", "t, y, p, ts, out", list(dfdt_expr), True) + [""]
-    src += dense("dfdp", "t, y, p, ts, out", dfdp, True, True) + [""]
     src += vector("initial", "p, out", list(y0), False) + [""]
-    src += dense("dinitial_dp", "p, out", dy0dp, False, True) + [""]
     src += vector("observe", "t, y, p, out", list(g), True) + [""]
-    src += dense("dobserve_dy", "t, y, p, out", dgdy, True, True) + [""]
-    src += dense("dobserve_dp", "t, y, p, out", dgdp, True, True) + [""]
     src += ["@njit(cache=True, error_model='numpy')", "def dose_scale(p):"] + unpack(False) + [f"    return {to_code(scale)}", ""]
-    src += vector("ddose_scale_dp", "p, out", list(dscale), False) + [""]
+    if derivatives:
+        src += dense("dfdp", "t, y, p, ts, out", f.jacobian(px), True, True) + [""]
+        src += dense("dinitial_dp", "p, out", y0.jacobian(px), False, True) + [""]
+        src += dense("dobserve_dy", "t, y, p, out", g.jacobian(sx) if g.rows else sp.zeros(0, ns), True, True) + [""]
+        src += dense("dobserve_dp", "t, y, p, out", g.jacobian(px) if g.rows else sp.zeros(0, npar), True, True)
+        src += [""] + vector("ddose_scale_dp", "p, out", list(sp.Matrix([scale]).jacobian(px)), False) + [""]
     src += vector("breakpoints", "p, out", bps, False) + [""]
     src.append(linalg.source(ns))
     explicit, stiff = METHODS[AUTO.explicit], METHODS[AUTO.stiff]
@@ -175,21 +173,30 @@ def cache_dir() -> Path:
     return base / "generated"
 
 
-def compile_model(model: Model) -> ModuleType:
-    """The loaded numba module for `model`, generating its source the first time."""
-    key = f"{model.name}_{model.fingerprint()}_{_solver_hash()}"
+def module_key(model: Model, derivatives: bool = False) -> str:
+    """The name of `model`'s generated module: model name, fingerprint and solver-source hash."""
+    return f"{model.name}_{model.fingerprint()}_{_solver_hash()}" + ("_derivatives" if derivatives else "")
+
+
+def compile_model(model: Model, derivatives: bool = False) -> ModuleType:
+    """The loaded numba module for `model`, generating its source only if no file holds it yet.
+
+    derivatives: also generate the parameter-derivative kernels (dfdp, dinitial_dp, dobserve_dy,
+    dobserve_dp, ddose_scale_dp), which the solvers do not use.
+    """
+    key = module_key(model, derivatives)
     if key in _LOADED:
         return _LOADED[key]
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"cartkin_gen_{key}.py"
-    source = generate_source(model)
-    if not path.exists() or path.read_text() != source:
+    name = f"cartkin_gen_{key}"
+    path = folder / f"{name}.py"
+    if not path.exists():
+        source = generate_source(model, derivatives)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             fh.write(source)
         os.replace(tmp, path)  # atomic: concurrent processes never see half a file
-    name = f"cartkin_gen_{key}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

@@ -2,12 +2,14 @@
 
 A `Model` is written once with sympy. Everything numeric (right-hand side, Jacobians, observables,
 dose scaling) is generated from it by `cartkin.codegen`; nothing is written twice by hand.
-Models are frozen: `with_defaults` returns a new model, it never edits one in place.
+Models are frozen, down to their equation and initial-state mappings (read-only copies):
+`with_defaults` returns a new model, it never edits one in place.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+from types import MappingProxyType
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
@@ -87,6 +89,11 @@ class Model:
     default_stiff: bool = False                 # hint for method="auto"
 
     def __post_init__(self):
+        # read-only copies: the fingerprint (and the compiled code named by it) must never go stale
+        object.__setattr__(self, "equations", MappingProxyType(dict(self.equations)))
+        object.__setattr__(self, "initial", MappingProxyType(dict(self.initial)))
+        for label in ("states", "parameter_info", "observable_info", "breakpoints", "default_fit"):
+            object.__setattr__(self, label, tuple(getattr(self, label)))
         names = [s.name for s in self.states]
         pnames = [q.name for q in self.parameter_info]
         _check_unique(names + pnames + ["t"], self.name)
