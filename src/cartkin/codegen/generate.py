@@ -59,6 +59,7 @@ def observe_batch(t_out, t_offsets, Y, P, out):
 def batch_solve(mode, P, t_out, t_offsets, events, options, out, codes, t_fail, counters):
     ev_t, ev_amount, ev_kind, ev_target, ev_offsets = events
     functions = (rhs, jac, dfdt, lu_factor, lu_solve)
+    options = (options[0], options[1], options[2], np.array(NONNEGATIVE))
     setup = (initial, dose_scale, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX)
     for i in range(P.shape[0]):
         a, b = t_offsets[i], t_offsets[i + 1]
@@ -130,6 +131,7 @@ def generate_source(model: Model, derivatives: bool = False) -> str:
         f"N_OBSERVABLES = {g.rows}",
         f"N_BREAKPOINTS = {len(bps)}",
         f"WEIGHT_INDEX = {weight_index}",
+        "NONNEGATIVE = (" + "".join(f"{st.nonnegative}, " for st in model.states) + ")",
         "FAST_MATH = {" + ", ".join(repr(flag) for flag in sorted(FAST_MATH)) + "}",
         "",
     ]

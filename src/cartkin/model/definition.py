@@ -41,9 +41,12 @@ class Parameter:
 
 @dataclass(frozen=True)
 class State:
+    """A state variable. nonnegative: an amount or concentration, which the solver must not take
+    meaningfully below zero (a solve that does fails with status NEGATIVE_STATE)."""
     name: str
     unit: str = "-"
     description: str = ""
+    nonnegative: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,7 @@ class Model:
             ";".join(f"{k}={sp.srepr(sp.sympify(v))}" for k, v in sorted(self.initial.items())),
             repr(self.dose and (self.dose.target, sp.srepr(self.dose.per_kg), self.dose.weight)),
             ";".join(sp.srepr(sp.sympify(b)) for b in self.breakpoints),
+            ",".join(s.name for s in self.states if s.nonnegative),
         ])
         cached = hashlib.sha256(text.encode()).hexdigest()[:16]
         object.__setattr__(self, "_fingerprint", cached)  # frozen dataclass: not a field, not compared

@@ -29,7 +29,8 @@ def integrate(explicit, stiff, mode, functions, t0, y0, p, t_out, event_times, e
 
     explicit, stiff: two methods' `advance` (used by mode EXPLICIT, STIFF, or both in AUTO).
     functions: the model's compiled (rhs, jac, dfdt, lu_factor, lu_solve), passed to the method.
-    options: (rtol, atol, max_steps).
+    options: (rtol, atol, max_steps, nonnegative), nonnegative a boolean per state: the methods fail with
+    NEGATIVE_STATE when such a state goes below -(10 atol + rtol * the largest value it has taken).
 
     event_times are sorted; event_deltas[i] is added to the state at event_times[i].
     breakpoints are extra times where the right-hand side is discontinuous.
@@ -70,17 +71,19 @@ def integrate(explicit, stiff, mode, functions, t0, y0, p, t_out, event_times, e
 
     t = t0
     h = 0.0
+    peak = np.maximum(y, 0.0)
+    method_options = (options[0], options[1], options[2], options[3], peak)
     use_stiff = mode == STIFF
     for s in range(stops.size):
         t_stop = stops[s]
         ts = 0.5 * (t + t_stop)
         if not use_stiff:
-            code, t, h, k = explicit(functions, t, t_stop, y, p, ts, h, options, t_out, k, out, counters,
+            code, t, h, k = explicit(functions, t, t_stop, y, p, ts, h, method_options, t_out, k, out, counters,
                                      mode == AUTO)
             if code == status.STIFF:
                 use_stiff = True  # carry on from t with the stiff method
         if use_stiff:
-            code, t, h, k = stiff(functions, t, t_stop, y, p, ts, h, options, t_out, k, out, counters, False)
+            code, t, h, k = stiff(functions, t, t_stop, y, p, ts, h, method_options, t_out, k, out, counters, False)
         if code != status.SUCCESS:
             return code, t
         t = t_stop

@@ -11,9 +11,6 @@ from .methods import AUTO, METHODS, method_names
 MAX_RTOL = 1e-2
 #: loosest absolute tolerance accepted (in state units: cells/µL, cells, ...)
 MAX_ATOL = 1e-2
-#: tightest tolerances accepted: below these double precision cannot deliver what is asked
-MIN_RTOL = 1e-14
-MIN_ATOL = 1e-300
 
 
 @dataclass(frozen=True)
@@ -36,6 +33,11 @@ class Solver:
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise CartkinError(f"{name} must be a positive number, got {v!r}")
+        if self.rtol > MAX_RTOL:
+            raise CartkinError(f"rtol {self.rtol:g} is too loose: at most {MAX_RTOL:g} (looser tolerances give "
+                               f"wrong answers, not faster right ones)")
+        if self.atol > MAX_ATOL:
+            raise CartkinError(f"atol {self.atol:g} is too loose: at most {MAX_ATOL:g} (in the states' units)")
         if int(self.max_steps) < 1:
             raise CartkinError(f"max_steps must be >= 1, got {self.max_steps}")
 

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from .. import status
-from ..common import N_ACCEPTED, N_REJECTED, N_RHS, N_STEPS, all_finite, error_norm, initial_step
+from ..common import N_ACCEPTED, N_REJECTED, N_RHS, N_STEPS, all_finite, error_norm, initial_step, negative_state
 
 ORDER = 5
 
@@ -56,11 +56,12 @@ def _dense(K, y, h, theta, out_row):
 def advance(functions, t, t_end, y, p, ts, h, options, t_out, k, out, counters, detect_stiff):
     """Integrate y from t to t_end in place; fill out[k] for every t_out[k] <= t_end.
 
-    functions: the model's (rhs, jac, dfdt, lu_factor, lu_solve); options: (rtol, atol, max_steps).
+    functions: the model's (rhs, jac, dfdt, lu_factor, lu_solve); options: (rtol, atol, max_steps, nonnegative
+    mask, running peak of each state).
     Returns (status, t reached, suggested next step, next output index).
     """
     rhs = functions[0]
-    rtol, atol, max_steps = options
+    rtol, atol, max_steps, nonnegative, peak = options
     n = y.size
     K = np.empty((7, n))
     y_new = np.empty(n)
@@ -130,6 +131,8 @@ def advance(functions, t, t_end, y, p, ts, h, options, t_out, k, out, counters, 
                 else:
                     _dense(K, y, h, (t_out[k] - t) / h, out[k])
                 k += 1
+            if negative_state(y_new, nonnegative, peak, rtol, atol):
+                return status.NEGATIVE_STATE, t_new, h, k
             if detect_stiff:
                 num = 0.0
                 den = 0.0
