@@ -21,7 +21,7 @@ def random_point(model, rng):
 @pytest.mark.parametrize("name", MODELS)
 def test_rhs_and_jacobians_match_lambdify(name):
     model = cartkin.load_model(name)
-    mod = compile_model(model)
+    mod = compile_model(model, derivatives=True)  # the solvers' module plus the parameter derivatives
     ys = [sp.Symbol(s) for s in model.state_names]
     ps = [sp.Symbol(q) for q in model.parameter_names]
     f = sp.Matrix([model.equations[s] for s in model.state_names])
@@ -98,3 +98,42 @@ def test_piecewise_conditions_use_segment_time():
     assert out[0] > 0
     mod.rhs(tmax, y, p, tmax + 1.0, out)      # segment after: contracting
     assert out[0] < 0
+
+
+def test_default_module_has_only_the_kernels_the_solvers_use():
+    mod = compile_model(cartkin.load_model("il10"))
+    for used in ("rhs", "jac", "dfdt", "initial", "observe", "dose_scale", "breakpoints", "batch_solve"):
+        assert callable(getattr(mod, used))
+    for unused in ("dfdp", "dinitial_dp", "dobserve_dy", "dobserve_dp", "ddose_scale_dp"):
+        assert not hasattr(mod, unused)
+
+
+def test_a_cached_module_loads_without_generating_source(monkeypatch):
+    from cartkin.codegen import generate
+    model = cartkin.load_model("il10")
+    first = compile_model(model)
+    monkeypatch.setattr(generate, "_LOADED", {})
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("generate_source called for a cached model")
+    monkeypatch.setattr(generate, "generate_source", refuse)
+    again = compile_model(model)
+    assert again is not first and again.MODEL_NAME == "il10"
+    assert generate.module_key(model) in again.__name__
+
+
+def test_model_is_immutable():
+    model = cartkin.load_model("il10")
+    fingerprint = model.fingerprint()
+    with pytest.raises(TypeError):
+        model.equations["L"] = sp.Integer(0)
+    with pytest.raises(TypeError):
+        model.initial["L"] = sp.Integer(0)
+    with pytest.raises(AttributeError):
+        model.name = "other"
+    assert model.fingerprint() == fingerprint
+    y, r = sp.symbols("y r")
+    equations = {"y": -r * y}
+    small = cartkin.Model("decay", (cartkin.State("y"),), (cartkin.Parameter("r", 1.0),), equations)
+    equations["y"] = r * y  # the caller's dict is copied, not shared
+    assert small.equations["y"] == -r * y

@@ -13,7 +13,7 @@ import pytest
 import cartkin
 from cartkin.cli import main
 from cartkin.codegen import compile_model
-from cartkin.model.sbml import to_sbml
+from cartkin.model.export import to_sbml
 
 NS = {"s": "http://www.sbml.org/sbml/level3/version2/core", "m": "http://www.w3.org/1998/Math/MathML"}
 M = "{http://www.w3.org/1998/Math/MathML}"
@@ -215,7 +215,7 @@ def test_cli_export(tmp_path, capsys):
 def test_libsbml_finds_no_errors():
     libsbml = pytest.importorskip("libsbml", reason="python-libsbml not installed (optional: pip install cartkin[bench])")
     for name in cartkin.list_models():
-        doc = libsbml.readSBMLFromString(cartkin.load_model(name).to_sbml())
+        doc = libsbml.readSBMLFromString(to_sbml(cartkin.load_model(name)))
         doc.checkConsistency()
         errors = [doc.getError(i).getMessage() for i in range(doc.getNumErrors())
                   if doc.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
@@ -228,7 +228,7 @@ def test_libroadrunner_reproduces_the_reference(name):
     from reference import reference_solution
     model = cartkin.load_model(name)
     dose = 1e5 if model.dose else None
-    r = roadrunner.RoadRunner(model.to_sbml(dose_per_kg=dose))
+    r = roadrunner.RoadRunner(to_sbml(model, dose_per_kg=dose))
     r.integrator.relative_tolerance = 1e-10
     r.integrator.absolute_tolerance = 1e-12
     r.timeCourseSelections = [f"[{s}]" for s in model.state_names]
@@ -240,3 +240,18 @@ def test_libroadrunner_reproduces_the_reference(name):
     # error relative to max(|y|, atol/rtol) as in test_solvers
     scale = np.maximum(np.abs(ref[1:]), 1e-12 / 1e-10)
     assert np.max(np.abs(y[1:] - ref[1:]) / scale) < 1e-6
+
+
+def test_to_sbml_is_one_function_reached_from_the_package_root():
+    model = cartkin.load_model("il10")
+    assert cartkin.to_sbml is to_sbml
+    assert cartkin.to_sbml(model, dose_per_kg=1e5) == to_sbml(model, 1e5)
+    assert "dose_per_kg" in to_sbml(model, 1e5) and "dose_per_kg" not in to_sbml(model)
+
+
+def test_model_definition_does_not_import_the_exporter():
+    import ast
+    import pathlib
+    source = pathlib.Path(cartkin.model.definition.__file__).read_text()
+    imported = [node.module or "" for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)]
+    assert not [m for m in imported if "sbml" in m or "export" in m], imported

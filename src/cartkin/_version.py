@@ -1,2 +1,2 @@
-"""The package version, in one place (read by the package root, the CLI and the build)."""
+"""The package version, in a module of its own so that any layer can read it without importing cartkin."""
 __version__ = "0.1.0"

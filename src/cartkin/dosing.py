@@ -13,8 +13,9 @@ import numpy as np
 
 from .errors import CartkinError
 from .model.definition import Model
+from .solve.events import AMOUNT, FLAT, PER_KG, Events
 
-PER_KG, FLAT, AMOUNT = 0, 1, 2  # kinds understood by cartkin.solve.subject
+__all__ = ["Infusion", "Regimen", "Events", "PER_KG", "FLAT", "AMOUNT"]
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ class Regimen:
             parts.append(f"{d.value:.3g} {unit} on day {d.time:g}")
         return "; ".join(parts)
 
-    def events(self, model: Model) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(times, amounts, kinds, target state indices) arrays for the compiled solver."""
+    def events(self, model: Model) -> Events:
+        """The infusions as `Events` arrays (times, amounts, kinds, targets) for the compiled solver."""
         n = len(self.infusions)
         times = np.empty(n)
         amounts = np.empty(n)
@@ -121,7 +122,7 @@ class Regimen:
             amounts[i] = d.value
             kinds[i] = d.kind
             targets[i] = model.state_index(target)
-        return times, amounts, kinds, targets
+        return Events(times, amounts, kinds, targets)
 
 
 def _check_number(label: str, value) -> None:

@@ -1,13 +1,15 @@
 """Generate and load the numba module for a model.
 
 From one symbolic `Model` this writes a Python file holding `@njit(cache=True)` functions: the
-right-hand side, its state Jacobian, its parameter Jacobian, the initial state and its parameter
-derivative, observables with their derivatives, the dose scale, breakpoints, and compiled entry points
-that bind these to the generic integrators in `cartkin.solve`. Everything compiles with numba's
+right-hand side, its state Jacobian and time derivative, the initial state, observables, the dose scale,
+breakpoints, and compiled entry points that bind these to the generic integrators in `cartkin.solve`.
+Parameter derivatives (dfdp, dinitial_dp, dobserve_dy, dobserve_dp, ddose_scale_dp) are generated only
+on request (`derivatives=True`): the solvers do not use them. Everything compiles with numba's
 `error_model="numpy"`: a division by zero gives inf/nan, which the integrators report as a non-finite
 status, instead of raising from compiled code (and without a zero check on every division). The file lives in a cache folder and is
 named by a hash of the model and of the solver sources, so numba's on-disk cache stays valid until
-either changes.
+either changes. An existing file is loaded as it is: its name says what it was generated from, so
+sympy's differentiation and common-subexpression passes run once per model, not once per process.
 """
 from __future__ import annotations
 
@@ -22,8 +24,10 @@ from types import ModuleType
 
 import sympy as sp
 
+from .._version import __version__
 from ..model.definition import Model, t
 from ..solve import linalg
+from ..solve.methods import AUTO, METHODS
 from .printer import assignments, to_code
 
 _TS = sp.Symbol("ts")  # time used in Piecewise conditions (the segment midpoint)
@@ -35,7 +39,8 @@ _LOADED: dict[str, ModuleType] = {}
 
 ENTRY_TEMPLATE = '''
 # ---- entry points binding this model to the generic integrators ------------------------------------
-from cartkin.solve import dopri5 as _dopri5, rodas as _rodas
+from {explicit_module} import advance as _explicit
+from {stiff_module} import advance as _stiff
 from cartkin.solve.subject import solve_subject as _solve_subject
 
 
@@ -48,17 +53,20 @@ def observe_batch(t_out, t_offsets, Y, P, out):
 
 # The batch loop is sequential and releases the GIL: cartkin.simulation runs chunks of subjects on a
 # thread pool. (parallel=True/prange costs ~6 s more compile time per loop for no speed gain here.)
-# mode: 0 = Dormand–Prince only, 1 = Rodas only, 2 = auto (Dormand–Prince, Rodas once stiff).
+# mode (cartkin.solve.driver): 0 = {explicit} only, 1 = {stiff} only, 2 = auto ({explicit}, {stiff} once stiff).
+# events: (times, amounts, kinds, targets, offsets) of cartkin.solve.EventTable; options: (rtol, atol, max_steps).
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST_MATH)
-def batch_solve(mode, P, t_out, t_offsets, ev_t, ev_amount, ev_kind, ev_target, ev_offsets, rtol, atol,
-                max_steps, out, codes, t_fail, counters):
+def batch_solve(mode, P, t_out, t_offsets, events, options, out, codes, t_fail, counters):
+    ev_t, ev_amount, ev_kind, ev_target, ev_offsets = events
+    functions = (rhs, jac, dfdt, lu_factor, lu_solve)
+    options = (options[0], options[1], options[2], np.array(NONNEGATIVE))
+    setup = (initial, dose_scale, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX)
     for i in range(P.shape[0]):
         a, b = t_offsets[i], t_offsets[i + 1]
         c, d = ev_offsets[i], ev_offsets[i + 1]
         codes[i], t_fail[i] = _solve_subject(
-            _dopri5.advance, _rodas.advance, mode, rhs, jac, dfdt, lu_factor, lu_solve, initial, dose_scale, breakpoints,
-            N_BREAKPOINTS, WEIGHT_INDEX, P[i], t_out[a:b], ev_t[c:d], ev_amount[c:d], ev_kind[c:d],
-            ev_target[c:d], rtol, atol, max_steps, out[a:b], counters[i])
+            _explicit, _stiff, mode, functions, setup, P[i], t_out[a:b], ev_t[c:d], ev_amount[c:d],
+            ev_kind[c:d], ev_target[c:d], options, out[a:b], counters[i])
 '''
 
 
@@ -69,22 +77,17 @@ def _piecewise_conditions_at_ts(expr: sp.Expr) -> sp.Expr:
     return sp.sympify(expr).replace(sp.Piecewise, fix)
 
 
-def generate_source(model: Model) -> str:
-    """The Python source of the numba module for `model`."""
+def generate_source(model: Model, derivatives: bool = False) -> str:
+    """The Python source of the numba module for `model` (with parameter derivatives if asked)."""
     sx = [sp.Symbol(s) for s in model.state_names]
     px = [sp.Symbol(q) for q in model.parameter_names]
     ns, npar = len(sx), len(px)
     f = sp.Matrix([_piecewise_conditions_at_ts(model.equations[s]) for s in model.state_names])
     dfdy = f.jacobian(sx)
-    dfdp = f.jacobian(px)
     dfdt_expr = f.diff(t)
     y0 = sp.Matrix([sp.sympify(model.initial.get(s, 0)) for s in model.state_names])
-    dy0dp = y0.jacobian(px)
     g = sp.Matrix([sp.sympify(o.expression) for o in model.observable_info])
-    dgdy = g.jacobian(sx) if g.rows else sp.zeros(0, ns)
-    dgdp = g.jacobian(px) if g.rows else sp.zeros(0, npar)
     scale = sp.sympify(model.dose.per_kg) if model.dose else sp.Integer(0)
-    dscale = sp.Matrix([scale]).jacobian(px)
     bps = [sp.sympify(b) for b in model.breakpoints]
     weight_index = model.parameter_names.index(model.dose.weight) if (model.dose and model.dose.weight) else -1
 
@@ -115,8 +118,12 @@ def generate_source(model: Model) -> str:
         f"# Generated by cartkin.codegen from the symbolic model {model.name!r}. Do not edit:",
         f"# it is rewritten from the model definition (fingerprint {model.fingerprint()}).",
         "import math",
+        "import warnings",
         "import numpy as np",
         "from numba import njit",
+        "",
+        "# the model's functions travel to the integrators as tuples, which numba types as first-class functions",
+        "warnings.filterwarnings('ignore', message='First-class function type feature is experimental')",
         "",
         f"MODEL_NAME = {model.name!r}",
         f"N_STATES = {ns}",
@@ -124,23 +131,27 @@ def generate_source(model: Model) -> str:
         f"N_OBSERVABLES = {g.rows}",
         f"N_BREAKPOINTS = {len(bps)}",
         f"WEIGHT_INDEX = {weight_index}",
+        "NONNEGATIVE = (" + "".join(f"{st.nonnegative}, " for st in model.states) + ")",
         "FAST_MATH = {" + ", ".join(repr(flag) for flag in sorted(FAST_MATH)) + "}",
         "",
     ]
     src += vector("rhs", "t, y, p, ts, out", list(f), True) + [""]
     src += dense("jac", "t, y, p, ts, out", dfdy, True, True) + [""]
     src += vector("dfdt", "t, y, p, ts, out", list(dfdt_expr), True) + [""]
-    src += dense("dfdp", "t, y, p, ts, out", dfdp, True, True) + [""]
     src += vector("initial", "p, out", list(y0), False) + [""]
-    src += dense("dinitial_dp", "p, out", dy0dp, False, True) + [""]
     src += vector("observe", "t, y, p, out", list(g), True) + [""]
-    src += dense("dobserve_dy", "t, y, p, out", dgdy, True, True) + [""]
-    src += dense("dobserve_dp", "t, y, p, out", dgdp, True, True) + [""]
     src += ["@njit(cache=True, error_model='numpy')", "def dose_scale(p):"] + unpack(False) + [f"    return {to_code(scale)}", ""]
-    src += vector("ddose_scale_dp", "p, out", list(dscale), False) + [""]
+    if derivatives:
+        src += dense("dfdp", "t, y, p, ts, out", f.jacobian(px), True, True) + [""]
+        src += dense("dinitial_dp", "p, out", y0.jacobian(px), False, True) + [""]
+        src += dense("dobserve_dy", "t, y, p, out", g.jacobian(sx) if g.rows else sp.zeros(0, ns), True, True) + [""]
+        src += dense("dobserve_dp", "t, y, p, out", g.jacobian(px) if g.rows else sp.zeros(0, npar), True, True)
+        src += [""] + vector("ddose_scale_dp", "p, out", list(sp.Matrix([scale]).jacobian(px)), False) + [""]
     src += vector("breakpoints", "p, out", bps, False) + [""]
     src.append(linalg.source(ns))
-    src.append(ENTRY_TEMPLATE)
+    explicit, stiff = METHODS[AUTO.explicit], METHODS[AUTO.stiff]
+    src.append(ENTRY_TEMPLATE.format(explicit=explicit.name, stiff=stiff.name, explicit_module=explicit.module,
+                                     stiff_module=stiff.module))
     return "\n".join(src) + "\n"
 
 
@@ -149,11 +160,10 @@ def _solver_hash() -> str:
     """Hash of the integrator sources: generated modules are rebuilt when the solvers change.
 
     Read once per process (compile_model is called on every solve)."""
-    import cartkin
-    root = Path(cartkin.__file__).parent
-    h = hashlib.sha256(cartkin.__version__.encode())
+    root = Path(__file__).resolve().parent.parent  # the cartkin package folder
+    h = hashlib.sha256(__version__.encode())
     for folder in ("solve", "codegen"):
-        for path in sorted((root / folder).glob("*.py")):
+        for path in sorted((root / folder).rglob("*.py")):
             h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
@@ -165,21 +175,30 @@ def cache_dir() -> Path:
     return base / "generated"
 
 
-def compile_model(model: Model) -> ModuleType:
-    """The loaded numba module for `model`, generating its source the first time."""
-    key = f"{model.name}_{model.fingerprint()}_{_solver_hash()}"
+def module_key(model: Model, derivatives: bool = False) -> str:
+    """The name of `model`'s generated module: model name, fingerprint and solver-source hash."""
+    return f"{model.name}_{model.fingerprint()}_{_solver_hash()}" + ("_derivatives" if derivatives else "")
+
+
+def compile_model(model: Model, derivatives: bool = False) -> ModuleType:
+    """The loaded numba module for `model`, generating its source only if no file holds it yet.
+
+    derivatives: also generate the parameter-derivative kernels (dfdp, dinitial_dp, dobserve_dy,
+    dobserve_dp, ddose_scale_dp), which the solvers do not use.
+    """
+    key = module_key(model, derivatives)
     if key in _LOADED:
         return _LOADED[key]
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"cartkin_gen_{key}.py"
-    source = generate_source(model)
-    if not path.exists() or path.read_text() != source:
+    name = f"cartkin_gen_{key}"
+    path = folder / f"{name}.py"
+    if not path.exists():
+        source = generate_source(model, derivatives)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             fh.write(source)
         os.replace(tmp, path)  # atomic: concurrent processes never see half a file
-    name = f"cartkin_gen_{key}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

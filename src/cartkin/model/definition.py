@@ -2,12 +2,14 @@
 
 A `Model` is written once with sympy. Everything numeric (right-hand side, Jacobians, observables,
 dose scaling) is generated from it by `cartkin.codegen`; nothing is written twice by hand.
-Models are frozen: `with_defaults` returns a new model, it never edits one in place.
+Models are frozen, down to their equation and initial-state mappings (read-only copies):
+`with_defaults` returns a new model, it never edits one in place.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+from types import MappingProxyType
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
@@ -39,9 +41,12 @@ class Parameter:
 
 @dataclass(frozen=True)
 class State:
+    """A state variable. nonnegative: an amount or concentration, which the solver must not take
+    meaningfully below zero (a solve that does fails with status NEGATIVE_STATE)."""
     name: str
     unit: str = "-"
     description: str = ""
+    nonnegative: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,11 @@ class Model:
     default_stiff: bool = False                 # hint for method="auto"
 
     def __post_init__(self):
+        # read-only copies: the fingerprint (and the compiled code named by it) must never go stale
+        object.__setattr__(self, "equations", MappingProxyType(dict(self.equations)))
+        object.__setattr__(self, "initial", MappingProxyType(dict(self.initial)))
+        for label in ("states", "parameter_info", "observable_info", "breakpoints", "default_fit"):
+            object.__setattr__(self, label, tuple(getattr(self, label)))
         names = [s.name for s in self.states]
         pnames = [q.name for q in self.parameter_info]
         _check_unique(names + pnames + ["t"], self.name)
@@ -182,15 +192,6 @@ class Model:
             raise CartkinError(unknown_name_message("parameter", name, self.parameter_names, self.name))
         return replace(self, parameter_info=tuple(info))
 
-    def to_sbml(self, dose_per_kg: float | None = None) -> str:
-        """SBML Level 3 Version 2 text of this model (for COPASI, tellurium, libRoadRunner).
-
-        Dosing is not exported, except one day-0 dose as an initial condition (`dose_per_kg`);
-        see `cartkin.model.sbml`.
-        """
-        from .sbml import to_sbml
-        return to_sbml(self, dose_per_kg)
-
     def fingerprint(self) -> str:
         """Hash of the symbolic content (not of the defaults): names the generated code.
 
@@ -206,6 +207,7 @@ class Model:
             ";".join(f"{k}={sp.srepr(sp.sympify(v))}" for k, v in sorted(self.initial.items())),
             repr(self.dose and (self.dose.target, sp.srepr(self.dose.per_kg), self.dose.weight)),
             ";".join(sp.srepr(sp.sympify(b)) for b in self.breakpoints),
+            ",".join(s.name for s in self.states if s.nonnegative),
         ])
         cached = hashlib.sha256(text.encode()).hexdigest()[:16]
         object.__setattr__(self, "_fingerprint", cached)  # frozen dataclass: not a field, not compared

@@ -7,9 +7,7 @@ with Rodas from the moment it detects stiffness.
 """
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numba
@@ -23,31 +21,12 @@ from ..model.registry import load_model
 from ..progress import as_callback
 from ..solve import status as st
 from ..solve.common import N_COUNTERS
-from ..solve.driver import AUTO, EXPLICIT, STIFF
+from ..solve.events import Events, EventTable
+from ..solve.solver import Solver  # noqa: F401  (re-exported: cartkin.simulation.Solver)
 from .results import BatchResult, SimulationResult
 
-METHODS = ("auto", "dopri5", "rodas")
 #: fewest subjects per chunk handed to a worker thread (see run_chunks)
 MIN_CHUNK = 64
-
-
-@dataclass(frozen=True)
-class Solver:
-    """Integrator choice and tolerances (one small object, diffrax style)."""
-    method: str = "auto"
-    rtol: float = 1e-6
-    atol: float = 1e-9
-    max_steps: int = 100_000
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise CartkinError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        for name in ("rtol", "atol"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise CartkinError(f"{name} must be a positive number, got {v!r}")
-        if int(self.max_steps) < 1:
-            raise CartkinError(f"max_steps must be >= 1, got {self.max_steps}")
 
 
 def check_times(times) -> np.ndarray:
@@ -106,61 +85,63 @@ def parameter_matrix(model: Model, params, n_subjects: int | None = None) -> np.
 
 
 def solve_subjects(model: Model, P: np.ndarray, times: Sequence[np.ndarray],
-                   events: Sequence[tuple], solver: Solver = Solver()):
+                   events: Sequence[Events], solver: Solver = Solver()):
     """Solve subjects with their own output times and dose events (ragged layout).
 
+    events: one `Events` (or (times, amounts, kinds, targets) tuple) per subject.
     Returns (states stacked over subjects, time offsets, status codes, failure times, counters).
     """
     n = P.shape[0]
     t_offsets = np.zeros(n + 1, dtype=np.int64)
     t_offsets[1:] = np.cumsum([len(t) for t in times])
     t_flat = np.concatenate(times).astype(float) if n else np.empty(0)
-    ev_offsets = np.zeros(n + 1, dtype=np.int64)
-    ev_offsets[1:] = np.cumsum([len(e[0]) for e in events])
-    ev = [np.concatenate([e[k] for e in events]) if n else np.empty(0) for k in range(4)]
-    return solve_flat(model, P, t_flat, t_offsets, ev, ev_offsets, solver)
+    return solve_table(model, P, t_flat, t_offsets, EventTable.stack(events), solver)
 
 
-def solve_shared(model: Model, P: np.ndarray, times: np.ndarray, events: tuple, solver: Solver = Solver(),
+def solve_shared(model: Model, P: np.ndarray, times: np.ndarray, events: Events, solver: Solver = Solver(),
                  progress=None):
     """Solve subjects that share output times and dose events (the virtual-population case)."""
     n = P.shape[0]
     t_offsets = np.arange(n + 1, dtype=np.int64) * times.size
-    ev_offsets = np.arange(n + 1, dtype=np.int64) * len(events[0])
-    ev = [np.tile(e, n) for e in events]
-    return solve_flat(model, P, np.tile(times, n), t_offsets, ev, ev_offsets, solver, progress)
+    return solve_table(model, P, np.tile(times, n), t_offsets, EventTable.repeat(events, n), solver, progress)
 
 
 def solve_flat(model, P, t_flat, t_offsets, ev, ev_offsets, solver, progress=None):
+    """`solve_table` with the events given as (times, amounts, kinds, targets) arrays and their offsets."""
+    return solve_table(model, P, t_flat, t_offsets, EventTable.from_arrays(*ev, ev_offsets), solver, progress)
+
+
+def solve_table(model: Model, P: np.ndarray, t_flat: np.ndarray, t_offsets: np.ndarray, events: EventTable,
+                solver: Solver, progress=None):
     """Run the compiled batch loop over subjects laid out in ragged arrays.
 
+    Subject i has output times t_flat[t_offsets[i]:t_offsets[i + 1]] and the events of `events` row i.
     `progress`, if given, is called with the number of subjects finished so far.
+    Returns (states stacked over subjects, time offsets, status codes, failure times, counters).
     """
     module = compile_model(model)
     n = P.shape[0]
-    layout = (t_flat, t_offsets, ev[0].astype(float), ev[1].astype(float), ev[2].astype(np.int64),
-              ev[3].astype(np.int64), ev_offsets)
     out = np.empty((t_flat.size, model.n_states()))
     codes = np.full(n, st.NOT_RUN, dtype=np.int64)
     t_fail = np.full(n, np.nan)
     counters = np.zeros((n, N_COUNTERS), dtype=np.int64)
     P = np.ascontiguousarray(P, dtype=float)
-    mode = {"dopri5": EXPLICIT, "rodas": STIFF, "auto": AUTO}[solver.method]
-    tol = (float(solver.rtol), float(solver.atol), int(solver.max_steps))
-    run_chunks(module.batch_solve, mode, P, layout, tol, out, codes, t_fail, counters, progress)
+    t_flat = np.ascontiguousarray(t_flat, dtype=float)
+    run_chunks(module.batch_solve, solver, P, t_flat, t_offsets, EventTable.from_arrays(*events), out, codes,
+               t_fail, counters, progress)
     return out, t_offsets, codes, t_fail, counters
 
 
-def run_chunks(kernel, mode, P, layout, tol, out, codes, t_fail, counters, progress=None):
+def run_chunks(kernel, solver, P, t_flat, t_offsets, events, out, codes, t_fail, counters, progress=None):
     """Call a compiled batch kernel on chunks of subjects, on numba.get_num_threads() threads.
 
     The kernels release the GIL and each subject is solved independently, so results do not depend on
     the number of threads or the chunking.
     """
-    t_flat, t_offsets, ev_t, ev_amount, ev_kind, ev_target, ev_offsets = layout
     n = P.shape[0]
     if n == 0:
         return
+    mode, options = solver.mode, solver.options
     threads = max(1, numba.get_num_threads())
     # at least MIN_CHUNK subjects per chunk: a batch that small runs on the calling thread, since starting
     # the pool costs ~1.5 ms (63 small liu2022 subjects of a SAEM proposal: 1.0 ms serial, 2.4 ms on two
@@ -169,9 +150,8 @@ def run_chunks(kernel, mode, P, layout, tol, out, codes, t_fail, counters, progr
     bounds = list(range(0, n, size)) + [n]
 
     def work(a, b):
-        ta, tb, ea, eb = t_offsets[a], t_offsets[b], ev_offsets[a], ev_offsets[b]
-        kernel(mode, P[a:b], t_flat[ta:tb], t_offsets[a:b + 1] - ta, ev_t[ea:eb], ev_amount[ea:eb],
-               ev_kind[ea:eb], ev_target[ea:eb], ev_offsets[a:b + 1] - ea, tol[0], tol[1], tol[2],
+        ta, tb = t_offsets[a], t_offsets[b]
+        kernel(mode, P[a:b], t_flat[ta:tb], t_offsets[a:b + 1] - ta, tuple(events.rows(a, b)), options,
                out[ta:tb], codes[a:b], t_fail[a:b], counters[a:b])
         return b - a
 

@@ -72,3 +72,17 @@ def initial_step(rhs, t, y, f0, p, ts, t_end, order, rtol, atol, counters):
     else:
         h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1))
     return min(100.0 * h0, h1, span)
+
+
+@njit(cache=True, error_model="numpy")
+def negative_state(y, nonnegative, peak, rtol, atol):
+    """True if a state flagged non-negative is below -(10 atol + rtol * peak), peak being the largest
+    value the state has taken so far (updated here): the error the tolerances allow near zero for a
+    state of that size. Smaller excursions below zero are the integrator's ordinary error."""
+    bad = False
+    for i in range(y.size):
+        if y[i] > peak[i]:
+            peak[i] = y[i]
+        if nonnegative[i] and y[i] < -(10.0 * atol + rtol * peak[i]):
+            bad = True
+    return bad

@@ -1,6 +1,6 @@
 """The integration loop: owns time, output times, dose events and discontinuities.
 
-A method (dopri5, rodas) only knows how to advance smoothly from one time to the next. In AUTO mode the
+A method (`cartkin.solve.methods`: dopri5, rodas) only knows how to advance smoothly from one time to the next. In AUTO mode the
 driver starts with the explicit method and, once it reports stiffness, continues with the stiff
 method from that point on (the CAR T expansion is non-stiff, the long contraction tail is stiff). The driver cuts
 the time axis at every dose and model breakpoint, asks the method to advance across each piece, and
@@ -23,9 +23,14 @@ AUTO = 2
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def integrate(explicit, stiff, mode, rhs, jac, dfdt, lu_factor, lu_solve, t0, y0, p, t_out, event_times, event_deltas,
-              breakpoints, rtol, atol, max_steps, out, counters):
+def integrate(explicit, stiff, mode, functions, t0, y0, p, t_out, event_times, event_deltas, breakpoints, options,
+              out, counters):
     """Solve from t0 (state y0) and write the state at each sorted t_out into out.
+
+    explicit, stiff: two methods' `advance` (used by mode EXPLICIT, STIFF, or both in AUTO).
+    functions: the model's compiled (rhs, jac, dfdt, lu_factor, lu_solve), passed to the method.
+    options: (rtol, atol, max_steps, nonnegative), nonnegative a boolean per state: the methods fail with
+    NEGATIVE_STATE when such a state goes below -(10 atol + rtol * the largest value it has taken).
 
     event_times are sorted; event_deltas[i] is added to the state at event_times[i].
     breakpoints are extra times where the right-hand side is discontinuous.
@@ -66,18 +71,19 @@ def integrate(explicit, stiff, mode, rhs, jac, dfdt, lu_factor, lu_solve, t0, y0
 
     t = t0
     h = 0.0
+    peak = np.maximum(y, 0.0)
+    method_options = (options[0], options[1], options[2], options[3], peak)
     use_stiff = mode == STIFF
     for s in range(stops.size):
         t_stop = stops[s]
         ts = 0.5 * (t + t_stop)
         if not use_stiff:
-            code, t, h, k = explicit(rhs, jac, dfdt, lu_factor, lu_solve, t, t_stop, y, p, ts, h, rtol, atol,
-                                     t_out, k, out, counters, max_steps, mode == AUTO)
+            code, t, h, k = explicit(functions, t, t_stop, y, p, ts, h, method_options, t_out, k, out, counters,
+                                     mode == AUTO)
             if code == status.STIFF:
                 use_stiff = True  # carry on from t with the stiff method
         if use_stiff:
-            code, t, h, k = stiff(rhs, jac, dfdt, lu_factor, lu_solve, t, t_stop, y, p, ts, h, rtol, atol,
-                                  t_out, k, out, counters, max_steps, False)
+            code, t, h, k = stiff(functions, t, t_stop, y, p, ts, h, method_options, t_out, k, out, counters, False)
         if code != status.SUCCESS:
             return code, t
         t = t_stop

@@ -10,6 +10,7 @@ NON_FINITE = 3        # a state or derivative became NaN or infinite
 STIFF = 4             # explicit method detected stiffness (method="auto" then switches)
 NOT_RUN = 5           # placeholder before a subject is solved
 BAD_INPUT = 6         # a parameter or initial value was NaN/infinite
+NEGATIVE_STATE = 7    # a non-negative state went below -(10 atol + rtol * its largest value so far)
 
 MESSAGES = {
     SUCCESS: "success",
@@ -19,6 +20,7 @@ MESSAGES = {
     STIFF: "problem is stiff for the explicit method",
     NOT_RUN: "not run",
     BAD_INPUT: "non-finite parameter or initial value",
+    NEGATIVE_STATE: "a non-negative state went below zero (tolerances too loose for this subject)",
 }
 
 

@@ -1,17 +1,14 @@
 """One subject: initial state, dose events and breakpoints from its parameters, then the driver.
 
 A generic `@njit` template; each generated model module binds it to that model's functions.
-Dose kinds: 0 = cells/kg, 1 = flat cells (divided by body weight), 2 = amount in the target state's units.
+Dose kinds are those of `cartkin.solve.events` (PER_KG, FLAT, AMOUNT).
 """
 import numpy as np
 from numba import njit
 
 from . import status
 from .driver import integrate
-
-PER_KG = 0
-FLAT = 1
-AMOUNT = 2
+from .events import FLAT, PER_KG
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
@@ -32,9 +29,14 @@ def dose_deltas(dose_scale, weight_index, p, n_states, ev_amount, ev_kind, ev_ta
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def solve_subject(explicit, stiff, mode, rhs, jac, dfdt, lu_factor, lu_solve, initial, dose_scale, breakpoints, n_breakpoints, weight_index,
-                  p, t_out, ev_t, ev_amount, ev_kind, ev_target, rtol, atol, max_steps, out, counters):
-    """Solve one subject from day 0; returns (status, time reached or failed)."""
+def solve_subject(explicit, stiff, mode, functions, setup, p, t_out, ev_t, ev_amount, ev_kind, ev_target, options,
+                  out, counters):
+    """Solve one subject from day 0; returns (status, time reached or failed).
+
+    functions: the model's (rhs, jac, dfdt, lu_factor, lu_solve); setup: its (initial, dose_scale,
+    breakpoints, number of breakpoints, index of the weight parameter); options: (rtol, atol, max_steps).
+    """
+    initial, dose_scale, breakpoints, n_breakpoints, weight_index = setup
     n_states = out.shape[1]
     y0 = np.empty(n_states)
     initial(p, y0)
@@ -44,8 +46,8 @@ def solve_subject(explicit, stiff, mode, rhs, jac, dfdt, lu_factor, lu_solve, in
     for i in range(out.shape[0]):
         for j in range(n_states):
             out[i, j] = np.nan
-    code, t_reached = integrate(explicit, stiff, mode, rhs, jac, dfdt, lu_factor, lu_solve, 0.0, y0, p, t_out, ev_t, deltas, bps,
-                                rtol, atol, max_steps, out, counters)
+    code, t_reached = integrate(explicit, stiff, mode, functions, 0.0, y0, p, t_out, ev_t, deltas, bps, options,
+                                out, counters)
     if code == status.SUCCESS:
         return code, np.nan
     return code, t_reached

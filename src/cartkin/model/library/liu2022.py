@@ -13,9 +13,9 @@ P = Parameter
 model = Model(
     name="liu2022",
     description="Leukaemia and activated / non-activated CAR T cells (Liu 2022)",
-    states=(State("nB", "model units", "CD19+ leukaemic cells"),
-            State("nTA", "cells/µL", "activated CAR T cells"),
-            State("nTN", "cells/µL", "non-activated CAR T cells")),
+    states=(State("nB", "model units", "CD19+ leukaemic cells", nonnegative=True),
+            State("nTA", "cells/µL", "activated CAR T cells", nonnegative=True),
+            State("nTN", "cells/µL", "non-activated CAR T cells", nonnegative=True)),
     parameter_info=(
         P("rBp", 0.069, "1/d", "leukaemia growth rate", "Liu 2022"),
         P("rTA0", 1.62, "1/d", "antigen-driven CAR T expansion", "Liu 2022"),

@@ -17,8 +17,8 @@ P = Parameter
 model = Model(
     name="stein2019",
     description="Empirical CAR T expansion and biphasic contraction (Stein 2019, tisagenlecleucel)",
-    states=(State("E", "copies/µg", "expanding / effector transgene level"),
-            State("M", "copies/µg", "persisting (memory) transgene level")),
+    states=(State("E", "copies/µg", "expanding / effector transgene level", nonnegative=True),
+            State("M", "copies/µg", "persisting (memory) transgene level", nonnegative=True)),
     parameter_info=(
         P("foldx", 3900.0, "-", "fold expansion from infusion to Cmax", "Stein 2019", lower=1.0),
         P("Tmax", 9.3, "d", "time of peak expansion", "Stein 2019", lower=1e-3),

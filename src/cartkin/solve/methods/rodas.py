@@ -5,7 +5,7 @@ Coefficients and formulation from Hairer & Wanner's RODAS (Solving ODEs II, §VI
 analytic Jacobian and ∂f/∂t the generated time derivative. The error estimate is the last stage; the
 step size follows Hairer's controller with Gustafsson's predictive correction.
 
-`advance` has the signature every method shares; see `driver.integrate`. lu_factor and lu_solve are
+`advance` has the signature every method shares; see `cartkin.solve.driver.integrate`. lu_factor and lu_solve are
 the model's generated dense LU (`linalg.source`).
 """
 import math
@@ -13,8 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
-from . import status
-from .common import N_ACCEPTED, N_JAC, N_REJECTED, N_RHS, N_STEPS, all_finite, error_norm, initial_step
+from .. import status
+from ..common import N_ACCEPTED, N_JAC, N_REJECTED, N_RHS, N_STEPS, all_finite, error_norm, initial_step, negative_state
 
 ORDER = 4
 GAMMA = 0.25
@@ -44,12 +44,15 @@ SAFE = 0.9
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def advance(rhs, jac, dfdt, lu_factor, lu_solve, t, t_end, y, p, ts, h, rtol, atol, t_out, k, out, counters, max_steps,
-            detect_stiff):
+def advance(functions, t, t_end, y, p, ts, h, options, t_out, k, out, counters, detect_stiff):
     """Integrate y from t to t_end in place; fill out[k] for every t_out[k] <= t_end.
 
+    functions: the model's (rhs, jac, dfdt, lu_factor, lu_solve); options: (rtol, atol, max_steps, nonnegative
+    mask, running peak of each state).
     Returns (status, t reached, suggested next step, next output index).
     """
+    rhs, jac, dfdt, lu_factor, lu_solve = functions
+    rtol, atol, max_steps, nonnegative, peak = options
     n = y.size
     K = np.empty((6, n))
     f0 = np.empty(n)
@@ -172,6 +175,8 @@ def advance(rhs, jac, dfdt, lu_factor, lu_solve, t, t_end, y, p, ts, h, rtol, at
                         q3 = D31 * K[0, i] + D32 * K[1, i] + D33 * K[2, i] + D34 * K[3, i] + D35 * K[4, i]
                         out[k, i] = s1 * y[i] + s * (y_new[i] + s1 * (q2 + s * q3))
                 k += 1
+            if negative_state(y_new, nonnegative, peak, rtol, atol):
+                return status.NEGATIVE_STATE, t_new, h, k
             t = t_new
             y[:] = y_new
             if rejected_last:

@@ -4,15 +4,15 @@ Coefficients are those of Dormand & Prince (1980) as in Hairer's DOPRI5 and scip
 is detected as in Hairer's code (the step's estimate of h*|lambda| exceeds 3.25 fifteen times), which
 lets method="auto" hand stiff problems to the Rosenbrock solver.
 
-`advance` has the signature every method shares; see `driver.integrate`.
+`advance` has the signature every method shares; see `cartkin.solve.driver.integrate`.
 """
 import math
 
 import numpy as np
 from numba import njit
 
-from . import status
-from .common import N_ACCEPTED, N_REJECTED, N_RHS, N_STEPS, all_finite, error_norm, initial_step
+from .. import status
+from ..common import N_ACCEPTED, N_REJECTED, N_RHS, N_STEPS, all_finite, error_norm, initial_step, negative_state
 
 ORDER = 5
 
@@ -53,11 +53,15 @@ def _dense(K, y, h, theta, out_row):
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def advance(rhs, jac, dfdt, lu_factor, lu_solve, t, t_end, y, p, ts, h, rtol, atol, t_out, k, out, counters, max_steps, detect_stiff):
+def advance(functions, t, t_end, y, p, ts, h, options, t_out, k, out, counters, detect_stiff):
     """Integrate y from t to t_end in place; fill out[k] for every t_out[k] <= t_end.
 
+    functions: the model's (rhs, jac, dfdt, lu_factor, lu_solve); options: (rtol, atol, max_steps, nonnegative
+    mask, running peak of each state).
     Returns (status, t reached, suggested next step, next output index).
     """
+    rhs = functions[0]
+    rtol, atol, max_steps, nonnegative, peak = options
     n = y.size
     K = np.empty((7, n))
     y_new = np.empty(n)
@@ -127,6 +131,8 @@ def advance(rhs, jac, dfdt, lu_factor, lu_solve, t, t_end, y, p, ts, h, rtol, at
                 else:
                     _dense(K, y, h, (t_out[k] - t) / h, out[k])
                 k += 1
+            if negative_state(y_new, nonnegative, peak, rtol, atol):
+                return status.NEGATIVE_STATE, t_new, h, k
             if detect_stiff:
                 num = 0.0
                 den = 0.0

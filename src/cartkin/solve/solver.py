@@ -1,0 +1,55 @@
+"""`Solver`: the integration method and its tolerances, validated once (diffrax style)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import CartkinError
+from .methods import AUTO, METHODS, method_names
+
+#: loosest relative tolerance accepted: beyond it the error control no longer keeps solutions accurate
+MAX_RTOL = 1e-2
+#: loosest absolute tolerance accepted (in state units: cells/µL, cells, ...)
+MAX_ATOL = 1e-2
+
+
+@dataclass(frozen=True)
+class Solver:
+    """Integrator choice and tolerances.
+
+    method: a name in `cartkin.solve.methods.METHODS` ("dopri5", "rodas") or "auto" (a driver mode:
+    dopri5, then rodas once stiff). rtol: relative tolerance, at most MAX_RTOL; atol: absolute
+    tolerance, at most MAX_ATOL; max_steps: step budget per subject.
+    """
+    method: str = "auto"
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    max_steps: int = 100_000
+
+    def __post_init__(self):
+        if self.method not in method_names():
+            raise CartkinError(f"unknown method {self.method!r}; choose one of {', '.join(method_names())}")
+        for name in ("rtol", "atol"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise CartkinError(f"{name} must be a positive number, got {v!r}")
+        if self.rtol > MAX_RTOL:
+            raise CartkinError(f"rtol {self.rtol:g} is too loose: at most {MAX_RTOL:g} (looser tolerances give "
+                               f"wrong answers, not faster right ones)")
+        if self.atol > MAX_ATOL:
+            raise CartkinError(f"atol {self.atol:g} is too loose: at most {MAX_ATOL:g} (in the states' units)")
+        if int(self.max_steps) < 1:
+            raise CartkinError(f"max_steps must be >= 1, got {self.max_steps}")
+
+    @property
+    def mode(self) -> int:
+        """The driver mode: driver.EXPLICIT, driver.STIFF or driver.AUTO."""
+        from .driver import AUTO as AUTO_MODE, EXPLICIT, STIFF
+        if self.method == AUTO.name:
+            return AUTO_MODE
+        return STIFF if METHODS[self.method].stiff else EXPLICIT
+
+    @property
+    def options(self) -> tuple[float, float, int]:
+        """(rtol, atol, max_steps) as the compiled solver takes them."""
+        return float(self.rtol), float(self.atol), int(self.max_steps)
