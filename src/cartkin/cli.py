@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from .errors import CartkinError
-from . import report
 from .report.output import check_folder, staged_folder
 
 
@@ -267,6 +266,7 @@ def _compare(args) -> int:
     print(f"{scenario.name}: {len(scenario.arms)} arms x {scenario.population.n} virtual patients, "
           f"model {scenario.model.name}, {scenario.horizon:g} days", flush=True)
     result = compare(scenario)
+    from . import report
     outdir = Path(args.outdir)
     with staged_folder(outdir) as stage:
         files = report.write(result, stage)
@@ -311,6 +311,7 @@ def _fit(args) -> int:
     if args.dose is not None:
         regimen = Regimen.single(dose_per_kg=args.dose)
     print(data.summary(), flush=True)
+    from . import report
     if args.population:
         source = {"files": [str(Path(f).resolve()) for f in args.data],
                   "options": {"column_map": column_map, "dvid_map": dvid_map, "covariates": covariates,
@@ -357,6 +358,7 @@ def _population_only(args) -> None:
 
 
 def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
+    from . import report
     from .estimation import fit_population, vpc
 
     iterations = (300, 150)
@@ -392,6 +394,7 @@ def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
 
 
 def _vpc(args) -> int:
+    from . import report
     from .estimation import load_fit, vpc
     from .report.vpc_plots import vpc_figure
 

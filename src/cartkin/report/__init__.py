@@ -1,22 +1,23 @@
 """Everything a result writes or draws: tables, figures and output folders, apart from the numerics.
 
 `write(result, folder)` and `plot(result, folder)` take any result (individual fit, population fit, VPC,
-comparison) and return the files they wrote. matplotlib is imported only when plotting.
+comparison) and return the files they wrote. What a result needs (matplotlib above all) is imported on first
+use, so `cartkin.report.output` stays cheap for every command.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import CartkinError
-from ..estimation.individual.results import FitResult
-from ..estimation.population.results import PopulationResult
-from ..estimation.population.vpc import VpcResult
-from ..scenario.compare import Comparison
-from . import writers
 
 
 def write(result, folder) -> list[Path]:
     """The result's table files (CSV, Markdown, fit.json) in `folder` (created if missing)."""
+    from . import writers
+    from ..estimation.individual.results import FitResult
+    from ..estimation.population.results import PopulationResult
+    from ..estimation.population.vpc import VpcResult
+    from ..scenario.compare import Comparison
     for kind, writer in ((FitResult, writers.write_fit), (PopulationResult, writers.write_population_fit),
                          (VpcResult, writers.write_vpc), (Comparison, writers.write_comparison)):
         if isinstance(result, kind):
@@ -28,6 +29,10 @@ def write(result, folder) -> list[Path]:
 
 def plot(result, folder) -> list[Path]:
     """The result's figures as PNG files in `folder` (created if missing)."""
+    from ..estimation.individual.results import FitResult
+    from ..estimation.population.results import PopulationResult
+    from ..estimation.population.vpc import VpcResult
+    from ..scenario.compare import Comparison
     folder = Path(folder)
     if isinstance(result, FitResult):
         from . import fit_plots
