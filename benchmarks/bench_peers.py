@@ -12,7 +12,7 @@ cells/kg. For the peers the dose is the initial value jump cartkin applies at da
 (N(0) += f_blood × 1e5 / 70000; libRoadRunner gets it from the SBML export's initial assignment), and
 the script checks that cartkin solving that initial-value problem gives the same answer as cartkin
 with the dose as an event. Peers: scipy solve_ivp (LSODA; BDF with the generated analytic Jacobian)
-calling numba-compiled generated code, libRoadRunner on `model.to_sbml(dose_per_kg=1e5)` (CVODE),
+calling numba-compiled generated code, libRoadRunner on `cartkin.to_sbml(model, dose_per_kg=1e5)` (CVODE),
 and numbalsoda (LSODA in compiled code, called from a numba loop) when installed.
 
 Each row: time per subject (best of --repeats for the fast tools), max relative error against scipy
@@ -144,9 +144,11 @@ def run_scipy(method: str, funcs, Y0, P, times, rtol, atol):
 
 def roadrunner_setup(model):
     import roadrunner
+
+    import cartkin
     roadrunner.Logger.setLevel(roadrunner.Logger.LOG_FATAL)  # failures are counted, not printed
     t0 = time.perf_counter()
-    r = roadrunner.RoadRunner(model.to_sbml(dose_per_kg=DOSE))
+    r = roadrunner.RoadRunner(cartkin.to_sbml(model, dose_per_kg=DOSE))
     load = time.perf_counter() - t0
     r.timeCourseSelections = [f"[{s}]" for s in model.state_names]
     ids = list(r.model.getGlobalParameterIds())

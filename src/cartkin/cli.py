@@ -425,7 +425,8 @@ def _export(args) -> int:
     params = _parse_params(args.param)
     if params:
         model = model.with_defaults(**params)
-    text = model.to_sbml(dose_per_kg=args.dose)
+    from .model.export import to_sbml
+    text = to_sbml(model, dose_per_kg=args.dose)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"{model.name}: SBML Level 3 Version 2 -> {args.output}")
