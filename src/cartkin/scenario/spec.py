@@ -59,7 +59,7 @@ class Scenario:
     arms: tuple[Arm, ...]
     population: PopulationSpec = PopulationSpec()
     horizon: float = 365.0
-    outcomes: Outcomes = Outcomes()
+    outcomes: Outcomes = Outcomes()  # [outcomes.<name>] tables (scenario/outcomes.py); empty: none reported
     rtol: float = 1e-6
     atol: float = 1e-9
     description: str = ""
