@@ -54,15 +54,19 @@ def _save(fig, path: Path) -> Path:
 
 
 def comparison_figures(comparison, outdir: Path) -> list[Path]:
-    """kinetics.png, exposure.png and, when the model has a blast observable, blasts.png, response.png
-    and relapse_free.png."""
+    """kinetics.png and exposure.png when the scenario reports the exposure outcome; blasts.png,
+    response.png and relapse_free.png when it reports the response outcome."""
     outdir.mkdir(parents=True, exist_ok=True)
     colours = arm_colours(comparison.arms)
-    paths = [_kinetics_figure(comparison, colours, outdir / "kinetics.png")]
-    if comparison.scenario.outcomes.blast:
+    reported = comparison.scenario.outcomes
+    paths = []
+    if "exposure" in reported:
+        paths.append(_kinetics_figure(comparison, colours, outdir / "kinetics.png"))
+    if "response" in reported:
         paths.append(_blasts_figure(comparison, colours, outdir / "blasts.png"))
-    paths.append(_exposure_figure(comparison, colours, outdir / "exposure.png"))
-    if comparison.scenario.outcomes.blast:
+    if "exposure" in reported:
+        paths.append(_exposure_figure(comparison, colours, outdir / "exposure.png"))
+    if "response" in reported:
         paths.append(_response_figure(comparison, colours, outdir / "response.png"))
         paths.append(_relapse_figure(comparison, colours, outdir / "relapse_free.png"))
     return paths
@@ -73,9 +77,9 @@ def _kinetics_figure(comparison, colours, path: Path) -> Path:
 
     Separate panels because overlapping translucent bands hide each other. Pre-dose zeros are not drawn
     and the axis starts just below the quantification limit, where the data become meaningful."""
-    s, o, arms = comparison.scenario, comparison.scenario.outcomes, comparison.arms
+    s, o, arms = comparison.scenario, comparison.scenario.outcomes.get("exposure"), comparison.arms
     t = arms[0].times
-    stats = [_percentiles(r.curves[o.exposure], r.ok) for r in arms]
+    stats = [_percentiles(r.curves[o.observable], r.ok) for r in arms]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # every patient failed: all-NaN percentiles
         top = 2 * np.nanmax([hi for _, _, hi in stats])
@@ -102,13 +106,13 @@ def _kinetics_figure(comparison, colours, path: Path) -> Path:
         ax.set_ylim(floor, top)
         ax.set_xlim(0, t[-1])
         ax.grid(alpha=0.3, which="major", linewidth=0.4)
-    fig.supylabel(_label(s.model, o.exposure), fontsize=10)
-    _suptitle(fig, f"{_describe(s.model, o.exposure)}: median and 90% range, {s.population.n} virtual "
+    fig.supylabel(_label(s.model, o.observable), fontsize=10)
+    _suptitle(fig, f"{_describe(s.model, o.observable)}: median and 90% range, {s.population.n} virtual "
               "patients per arm")
     key = [Line2D([], [], color="0.2", linewidth=2, label="median (arm colour)"),
            Patch(color="0.2", alpha=0.3, label="5th–95th percentile"),
            Line2D([], [], color="black", linestyle=":", label=f"quantification limit "
-                  f"{o.limit:g} {_unit(s.model, o.exposure)}")]
+                  f"{o.limit:g} {_unit(s.model, o.observable)}")]
     if overlay:
         key.insert(2, Line2D([], [], color="0.65", linewidth=0.7, label="other arms' medians"))
     _legend_below(fig, _arm_handles(arms, colours) + key)
@@ -119,37 +123,37 @@ def _blasts_figure(comparison, colours, path: Path) -> Path:
     """One panel per arm (median and 90% band of marrow blasts, log axis) plus a panel with the % of
     patients above the response and MRD thresholds over time: that panel shows the relapse tail that the
     percentiles hide once the median has fallen to the floor."""
-    s, o, arms = comparison.scenario, comparison.scenario.outcomes, comparison.arms
+    s, o, arms = comparison.scenario, comparison.scenario.outcomes.get("response"), comparison.arms
     t = arms[0].times
     fig, axes = _panels(len(arms) + 1)
     for ax, res, colour in zip(axes, arms, colours):
-        lo, med, hi = (np.maximum(x, BLAST_FLOOR) for x in _percentiles(res.curves[o.blast], res.ok))
+        lo, med, hi = (np.maximum(x, BLAST_FLOOR) for x in _percentiles(res.curves[o.observable], res.ok))
         ax.fill_between(t, lo, hi, color=colour, alpha=0.3, linewidth=0)
         ax.plot(t, med, color=colour, linewidth=2)
-        ax.axhline(o.response_threshold, color="black", linestyle="--", linewidth=1)
+        ax.axhline(o.threshold, color="black", linestyle="--", linewidth=1)
         ax.axhline(o.mrd_threshold, color="black", linestyle=":", linewidth=1)
         ax.set_yscale("log")
         ax.set_ylim(BLAST_FLOOR / 2, 100)
         ax.set_title(res.arm.name, color=colour, fontsize=9, fontweight="bold")
     summary = axes[-1]
     for res, colour in zip(arms, colours):
-        blasts = res.curves[o.blast][res.ok]
+        blasts = res.curves[o.observable][res.ok]
         summary.plot(t, 100 * np.mean(blasts >= o.mrd_threshold, axis=0), color=colour, linewidth=1.8)
-        summary.plot(t, 100 * np.mean(blasts >= o.response_threshold, axis=0), color=colour, linewidth=1,
+        summary.plot(t, 100 * np.mean(blasts >= o.threshold, axis=0), color=colour, linewidth=1,
                      linestyle="--")
     summary.set_ylim(0, 100)
     summary.set_ylabel("% of patients", fontsize=9)
-    summary.set_title(f"% with blasts ≥ {o.mrd_threshold:g}% (solid), ≥ {o.response_threshold:g}% (dashed)",
+    summary.set_title(f"% with blasts ≥ {o.mrd_threshold:g}% (solid), ≥ {o.threshold:g}% (dashed)",
                       fontsize=9)
     for ax in axes:
         ax.set_xlim(0, t[-1])
         ax.grid(alpha=0.3, linewidth=0.4)
-    fig.supylabel(_label(s.model, o.blast), fontsize=10)
+    fig.supylabel(_label(s.model, o.observable), fontsize=10)
     _suptitle(fig, f"Marrow blasts, {s.population.n} virtual patients per arm")
     key = [Line2D([], [], color="0.2", linewidth=2, label=f"median (values < {BLAST_FLOOR:g}% drawn at "
                   f"{BLAST_FLOOR:g}%)"),
            Patch(color="0.2", alpha=0.3, label="5th–95th percentile"),
-           Line2D([], [], color="black", linestyle="--", label=f"response threshold {o.response_threshold:g}%"),
+           Line2D([], [], color="black", linestyle="--", label=f"response threshold {o.threshold:g}%"),
            Line2D([], [], color="black", linestyle=":", label=f"MRD threshold {o.mrd_threshold:g}%")]
     _legend_below(fig, _arm_handles(arms, colours) + key)
     return _save(fig, path)
@@ -157,8 +161,8 @@ def _blasts_figure(comparison, colours, path: Path) -> Path:
 
 def _exposure_figure(comparison, colours, path: Path) -> Path:
     """Cmax and AUC0–28 per arm as box plots on a log axis, black median lines, wrapped arm names."""
-    s, o, arms = comparison.scenario, comparison.scenario.outcomes, comparison.arms
-    unit = _unit(s.model, o.exposure)
+    s, o, arms = comparison.scenario, comparison.scenario.outcomes.get("exposure"), comparison.arms
+    unit = _unit(s.model, o.observable)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
     for ax, key, title, label in ((axes[0], "cmax", "Peak, Cmax", f"Cmax ({unit})"),
                                   (axes[1], "auc_0_28", "Exposure days 0–28, AUC0–28", f"AUC0–28 ({unit}·d)")):
@@ -173,14 +177,14 @@ def _exposure_figure(comparison, colours, path: Path) -> Path:
         ax.set_ylabel(label)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, axis="y", which="both", linewidth=0.4)
-    fig.suptitle(f"{_describe(s.model, o.exposure)}: {s.population.n} virtual patients per arm "
+    fig.suptitle(f"{_describe(s.model, o.observable)}: {s.population.n} virtual patients per arm "
                  "(box: quartiles, black line: median, whiskers: 5th–95th percentile)", fontsize=10)
     return _save(fig, path)
 
 
 def _response_figure(comparison, colours, path: Path) -> Path:
     """% responders and % MRD-negative per arm on the response day, values to one decimal."""
-    o, arms = comparison.scenario.outcomes, comparison.arms
+    o, arms = comparison.scenario.outcomes.get("response"), comparison.arms
     fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
     width = 0.38
     x = np.arange(len(arms))
@@ -195,8 +199,8 @@ def _response_figure(comparison, colours, path: Path) -> Path:
     ax.set_xticks(x, [_wrap(r.arm.name) for r in arms], fontsize=8)
     ax.set_ylim(0, 108)
     ax.set_ylabel("% of virtual patients")
-    ax.set_title(f"Response on day {o.response_day:g}")
-    _legend_below(fig, [Patch(color="0.35", label=f"response (blasts < {o.response_threshold:g}%)"),
+    ax.set_title(f"Response on day {o.day:g}")
+    _legend_below(fig, [Patch(color="0.35", label=f"response (blasts < {o.threshold:g}%)"),
                         Patch(facecolor="0.35", alpha=0.5, hatch="//",
                               label=f"MRD-negative (blasts < {o.mrd_threshold:g}%)")])
     return _save(fig, path)
@@ -206,9 +210,9 @@ def _relapse_figure(comparison, colours, path: Path) -> Path:
     """% of patients in response and relapse-free over time (every patient followed to the horizon: no
     censoring). The y axis starts at 0 so small differences are not exaggerated; the legend gives the
     values at the reporting days."""
-    s, o, arms = comparison.scenario, comparison.scenario.outcomes, comparison.arms
+    s, o, arms = comparison.scenario, comparison.scenario.outcomes.get("response"), comparison.arms
     fig, ax = plt.subplots(figsize=(8, 5.2), layout="constrained")
-    days = np.linspace(o.response_day, s.horizon, 400)
+    days = np.linspace(o.day, s.horizon, 400)
     handles = []
     for res, colour in zip(arms, colours):
         responded = res.outcomes["response"][res.ok] > 0.5
@@ -225,7 +229,7 @@ def _relapse_figure(comparison, colours, path: Path) -> Path:
     ax.set_xlim(0, s.horizon * 1.03)  # a reporting day at the horizon stays visible
     ax.set_xlabel("days after infusion")
     ax.set_ylabel("% of patients in response and relapse-free")
-    ax.set_title(f"Relapse-free after day-{o.response_day:g} response (non-responders count as events)",
+    ax.set_title(f"Relapse-free after day-{o.day:g} response (non-responders count as events)",
                  fontsize=11)
     ax.grid(alpha=0.3, linewidth=0.4)
     months = ", ".join(f"{d / MONTH:.0f}" for d in o.relapse_days)

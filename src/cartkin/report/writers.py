@@ -26,7 +26,7 @@ from ..estimation.individual.results import FitResult
 from ..estimation.population.fit_file import FIT_FILE, fit_json, json_default
 from ..estimation.population.results import PopulationResult
 from ..estimation.population.vpc import VpcResult
-from ..scenario.compare import HALF_LIFE_CAP, HALF_LIFE_WINDOW, Comparison
+from ..scenario.compare import Comparison
 from ..table import Table
 
 
@@ -107,23 +107,14 @@ def write_comparison(comparison: Comparison, outdir: Path) -> list[Path]:
 
 
 def markdown_report(comparison: Comparison, table: Table) -> str:
+    """summary.md: the scenario, the summary table and one paragraph per outcome defining it."""
     s = comparison.scenario
-    o = s.outcomes
     lines = [f"# {s.name}", "", s.description, "",
              f"Model `{s.model.name}`, {s.population.n} virtual patients (seed {s.population.seed}), "
              f"horizon {s.horizon:g} days. Medians with 5–95% ranges."
              + (f" Typical values and variability from the population fit in `{s.population.from_fit}`."
-                if s.population.from_fit else ""), "", table.to_markdown(), "",
-             "Definitions: Cmax, Tmax, AUC0–28 (linear-up/log-down), terminal half-life (log-linear best fit "
-             f"after Tmax, on the curve up to day {HALF_LIFE_WINDOW:g}; over {HALF_LIFE_CAP * HALF_LIFE_WINDOW:g} days "
-             f"shown as '>', i.e. no measurable decline in that window) and Tlast (last day above {o.limit:g}; "
-             f"≥ horizon when still above it at the end) of `{o.exposure}`."]
-    if o.blast:
-        lines.append(f"Response: `{o.blast}` < {o.response_threshold:g}% on day {o.response_day:g}; MRD-negative: "
-                     f"< {o.mrd_threshold:g}%. Relapse-free (RFS) at day d: responded and `{o.blast}` stayed below "
-                     f"{o.response_threshold:g}% until d (non-responders count as events).")
-    if "b_cells" in s.model.observables:
-        lines.append(f"B-cell aplasia: days with `b_cells` below {o.aplasia_fraction:g} × B0.")
+                if s.population.from_fit else ""), "", table.to_markdown(), ""]
+    lines += [outcome.text(settings, s) for outcome, settings in s.outcomes]
     for res in comparison.arms:
         if res.failures:
             lines.append(f"Arm {res.arm.name}: solver failures {res.failures} (excluded from the summary).")

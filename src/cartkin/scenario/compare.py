@@ -9,15 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import metrics
 from ..population import Population, Variability
 from ..progress import as_callback
-from ..table import Table, format_number, quantile_text
+from ..table import Table
 from ..simulation.run import simulate_batch
 from .spec import Arm, Scenario
-
-
-HALF_LIFE_WINDOW = 84.0  # days: terminal half-life is fitted on the curve up to this day
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,8 +21,8 @@ class ArmResult:
     """One arm's outcomes: time courses of the reported observables and per-patient outcome arrays."""
     arm: Arm
     times: np.ndarray
-    curves: dict  # observable name -> n_patients × n_times
-    outcomes: dict  # outcome name -> per-patient array
+    curves: dict  # observable name -> n_patients × n_times (those the outcomes keep for figures)
+    outcomes: dict  # per-patient outcome name (e.g. "cmax") -> per-patient array
     ok: np.ndarray
     failures: dict
 
@@ -91,36 +87,28 @@ def compare(scenario: Scenario, progress=None) -> Comparison:
     return Comparison(scenario, tuple(results), base)
 
 
+class _Lookup(dict):
+    """name -> per-patient array, computed on first use (an observable of the batch, a parameter column)."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, name):
+        value = self[name] = self.make(name)
+        return value
+
+
 def _arm_outcomes(scenario: Scenario, arm: Arm, batch, P) -> ArmResult:
-    model, o, times = scenario.model, scenario.outcomes, batch.times
+    model, times = scenario.model, batch.times
+    observables = _Lookup(batch.observable)
+    parameters = _Lookup(lambda name: P[:, model.parameter_index(name)])
     curves = {}
     outcomes = {}
-    exposure = batch.observable(o.exposure)
-    curves[o.exposure] = exposure
-    summary = metrics.exposure_summary(times, exposure, limit=o.limit)
-    # the half-life of the contraction phase (to day 84, as in label PK), not of the memory plateau
-    window = times <= min(HALF_LIFE_WINDOW, times[-1])
-    summary["half_life"] = metrics.terminal_half_life(times[window], exposure[:, window], limit=o.limit)
-    outcomes.update(summary)
-    if o.blast:
-        blast = batch.observable(o.blast)
-        curves[o.blast] = blast
-        outcomes["response"] = metrics.response(times, blast, day=o.response_day, threshold=o.response_threshold)
-        outcomes["mrd_negative"] = metrics.mrd_negative(times, blast, day=o.response_day,
-                                                        threshold=o.mrd_threshold)
-        outcomes["relapse_day"] = metrics.relapse_day(times, blast, threshold=o.response_threshold,
-                                                      response_day=o.response_day)
-        for day in o.relapse_days:
-            outcomes[f"relapse_free_{day:g}"] = metrics.relapse_free(
-                times, blast, at_day=day, threshold=o.response_threshold, response_day=o.response_day)
-    if "b_cells" in model.observables and "B0" in model.parameter_names:
-        b = batch.observable("b_cells")
-        curves["b_cells"] = b
-        threshold = o.aplasia_fraction * P[:, model.parameter_index("B0")]
-        outcomes["aplasia_days"] = metrics.duration_below(times, b, threshold)
-    for name in ("il6", "il10"):
-        if name in model.observables:
-            outcomes[f"peak_{name}"] = metrics.cmax(times, batch.observable(name))
+    for outcome, settings in scenario.outcomes:
+        outcomes.update(outcome.compute(times, observables, parameters, settings))
+        for name in outcome.curves(settings):
+            curves[name] = observables[name]
     ok = batch.ok
     for key, value in outcomes.items():  # failed patients never count as numbers
         value = np.asarray(value, dtype=float)
@@ -129,83 +117,21 @@ def _arm_outcomes(scenario: Scenario, arm: Arm, batch, P) -> ArmResult:
     return ArmResult(arm, times, curves, outcomes, ok, batch.failures())
 
 
-def _quantiles(row: dict, name: str, values: np.ndarray) -> None:
-    v = values[np.isfinite(values)]
-    if v.size:
-        row[name + "_median"], row[name + "_p05"], row[name + "_p95"] = (float(x) for x in
-                                                                         np.percentile(v, [50, 5, 95]))
-    else:
-        row[name + "_median"] = row[name + "_p05"] = row[name + "_p95"] = float("nan")
-
-
-def _percent(values: np.ndarray, ok: np.ndarray) -> float:
-    v = values[ok]
-    return float(100.0 * np.mean(v > 0.5)) if v.size else float("nan")
-
-
 def summary_table(comparison: Comparison) -> Table:
-    """One row per arm: exposure quantiles, response rates, relapse-free rates, aplasia, cytokine peaks."""
-    o = comparison.scenario.outcomes
+    """One row per arm: n, failures and the columns of each outcome of the scenario (scenario/outcomes.py)."""
+    scenario = comparison.scenario
+    summaries = [outcome.summary(settings, scenario) for outcome, settings in scenario.outcomes]
     rows = []
     for res in comparison.arms:
-        out, ok = res.outcomes, res.ok
-        row = {"arm": res.arm.name, "regimen": res.arm.regimen.describe(), "n": int(ok.size),
-               "failed": int((~ok).sum())}
-        for name in ("cmax", "tmax", "auc_0_28", "tlast", "half_life"):
-            _quantiles(row, name, out[name])
-        if o.blast:
-            row["response_pct"] = _percent(out["response"], ok)
-            row["mrd_negative_pct"] = _percent(out["mrd_negative"], ok)
-            for day in o.relapse_days:
-                row[f"relapse_free_{day:g}_pct"] = _percent(out[f"relapse_free_{day:g}"], ok)
-        if "aplasia_days" in out:
-            _quantiles(row, "aplasia_days", out["aplasia_days"])
-        for name in ("peak_il6", "peak_il10"):
-            if name in out:
-                _quantiles(row, name, out[name])
+        row = {"arm": res.arm.name, "regimen": res.arm.regimen.describe(), "n": int(res.ok.size),
+               "failed": int((~res.ok).sum())}
+        for statistics, _ in summaries:
+            for statistic in statistics:
+                row.update(statistic.values(res.outcomes[statistic.outcome], res.ok))
         rows.append(row)
     columns = tuple(rows[0].keys())
-    model = comparison.scenario.model
-    exposure_unit = model.unit(o.exposure)  # the scenario checked it is an observable or state
-    display = [("arm", lambda r: r["arm"]),
-               (f"Cmax {exposure_unit}".rstrip(), lambda r: quantile_text(r, "cmax")),
-               ("Tmax d", lambda r: quantile_text(r, "tmax")),
-               (f"AUC0-28 {exposure_unit}·d" if exposure_unit else "AUC0-28", lambda r: quantile_text(r, "auc_0_28")),
-               (f"t1/2 d (to d{HALF_LIFE_WINDOW:g})", _half_life_text),
-               ("Tlast d", lambda r: _tlast_text(r, comparison.scenario.horizon))]
-    if o.blast:
-        display += [(f"resp d{o.response_day:g} %", lambda r: format_number(r["response_pct"])),
-                    ("MRD- %", lambda r: format_number(r["mrd_negative_pct"]))]
-        for day in o.relapse_days:
-            display.append((f"RFS d{day:g} %", lambda r, d=day: format_number(r[f"relapse_free_{d:g}_pct"])))
-    if "aplasia_days_median" in rows[0]:
-        display.append(("B aplasia d", lambda r: format_number(r["aplasia_days_median"])))
-    for name, label, observable in (("peak_il6", "IL-6 peak", "il6"), ("peak_il10", "IL-10 peak", "il10")):
-        if name + "_median" in rows[0]:  # the model has that observable
-            display.append((f"{label} {model.unit(observable)}".rstrip(),
-                            lambda r, nm=name: format_number(r[nm + "_median"])))
+    display = [("arm", lambda r: r["arm"])]
+    display += [(d.header, d.text) for _, shown in summaries for d in shown]
     if any(r["failed"] for r in rows):
         display.append(("failed", lambda r: str(r["failed"])))
-    return Table(columns, tuple(rows), tuple(display), title=comparison.scenario.name)
-
-
-#: half-lives beyond this many fitting windows are shown as '>' it: no measurable decline by day 84
-HALF_LIFE_CAP = 10
-
-
-def _half_life_text(row: dict) -> str:
-    """Half-life quantiles; a value over HALF_LIFE_CAP windows is shown as '>cap' (the CSV keeps it)."""
-    cap = HALF_LIFE_CAP * HALF_LIFE_WINDOW
-
-    def one(v):
-        return f">{cap:g}" if v > cap else format_number(v)
-    return f"{one(row['half_life_median'])} [{one(row['half_life_p05'])}–{one(row['half_life_p95'])}]"
-
-
-def _tlast_text(row: dict, horizon: float) -> str:
-    """Tlast quantiles, with values at the horizon shown as '≥ horizon' (still detectable at the end)."""
-    def one(v):
-        return f"≥{horizon:g}" if v >= horizon - 1e-9 else format_number(v)
-    return f"{one(row['tlast_median'])} [{one(row['tlast_p05'])}–{one(row['tlast_p95'])}]"
-
-
+    return Table(columns, tuple(rows), tuple(display), title=scenario.name)

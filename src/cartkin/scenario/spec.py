@@ -7,8 +7,10 @@ in full by the built-in default scenario (`cartkin/scenario/default.toml`).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,6 +25,8 @@ from ..model.definition import Model, unknown_name_message
 from ..model.registry import load_model
 from ..population import covariates as cov
 from ..stats.covariates import CovariateEffect
+from . import outcomes as registry
+from .outcomes import Outcomes
 
 
 @dataclass(frozen=True)
@@ -48,19 +52,6 @@ class PopulationSpec:
 
 
 @dataclass(frozen=True)
-class Outcomes:
-    """What to report and the thresholds behind it (defaults follow ../shared/MODEL.md)."""
-    exposure: str = "car_blood"  # observable for Cmax, Tmax, AUC, Tlast
-    limit: float = 0.1  # quantification limit of the exposure observable (Tlast, half-life)
-    blast: str = "blast_pct"  # observable giving marrow blast % (response, MRD, relapse); "" = none
-    response_day: float = 28.0
-    response_threshold: float = 5.0  # blast % below which a patient responds
-    mrd_threshold: float = 0.01  # blast % below which a responder is MRD-negative
-    relapse_days: tuple[float, ...] = (182.5, 365.0)  # relapse-free reported at these days
-    aplasia_fraction: float = 0.1  # B-cell aplasia: b_cells below this fraction of B0
-
-
-@dataclass(frozen=True)
 class Scenario:
     """A regimen comparison: `cartkin.compare(scenario)` runs it."""
     name: str
@@ -68,7 +59,7 @@ class Scenario:
     arms: tuple[Arm, ...]
     population: PopulationSpec = PopulationSpec()
     horizon: float = 365.0
-    outcomes: Outcomes = Outcomes()
+    outcomes: Outcomes = Outcomes()  # [outcomes.<name>] tables (scenario/outcomes.py); empty: none reported
     rtol: float = 1e-6
     atol: float = 1e-9
     description: str = ""
@@ -345,35 +336,134 @@ def _parse_distribution(sec: _Section, cov, base: Path | None = None):
 
 
 def _parse_outcomes(sec: _Section, model: Model, horizon: float) -> Outcomes:
-    base = Outcomes()
-    exposure = sec.get("exposure", str, base.exposure)
-    if exposure not in model.observables and exposure not in model.state_names:
-        raise CartkinError(f"{sec.key('exposure')}: "
-                           + unknown_name_message("observable", exposure, model.observables, model.name))
-    blast = sec.get("blast", str, base.blast if base.blast in model.observables else "")
-    if blast and blast not in model.observables:
-        raise CartkinError(f"{sec.key('blast')}: "
-                           + unknown_name_message("observable", blast, model.observables, model.name))
-    days = sec.get("relapse_days", list, [d for d in base.relapse_days if d <= horizon])
-    for i, d in enumerate(days):
-        _typed(d, float, f"{sec.key('relapse_days')}[{i}]", _positive)
-        if d > horizon:
-            raise CartkinError(f"{sec.key('relapse_days')}[{i}]: day {d} is beyond the horizon ({horizon:g} d)")
-    response_day = sec.get("response_day", float, min(base.response_day, horizon), _positive)
-    if response_day > horizon:
-        raise CartkinError(f"{sec.key('response_day')}: day {response_day:g} is beyond the horizon ({horizon:g} d)")
-    out = Outcomes(
-        exposure=exposure,
-        limit=sec.get("limit", float, base.limit, _positive),
-        blast=blast,
-        response_day=response_day,
-        response_threshold=sec.get("response_threshold", float, base.response_threshold, _positive),
-        mrd_threshold=sec.get("mrd_threshold", float, base.mrd_threshold, _positive),
-        relapse_days=tuple(float(d) for d in days),
-        aplasia_fraction=sec.get("aplasia_fraction", float, base.aplasia_fraction, _positive),
-    )
+    """[outcomes.<name>] tables select registered outcomes (see scenario/outcomes.py). A file without such
+    tables uses the older flat keys (exposure, limit, blast, response_day, ...): the built-in scenario's
+    outcomes that the model supports, with those keys as their settings."""
+    tables = [k for k, v in sec.data.items() if isinstance(v, Mapping)]
+    if not tables:
+        return _legacy_outcomes(sec, model, horizon)
+    for key in sec.data:
+        if key not in tables:
+            owner = next((o.name for o in registry.REGISTRY.values() if key in o.legacy), "")
+            raise CartkinError(f"{sec.key(key)}: with outcome tables, give it as "
+                               + (f"{registry.REGISTRY[owner].legacy[key]} in [outcomes.{owner}]" if owner
+                                  else "a table [outcomes.<name>]"))
+    entries = []
+    for name in tables:
+        sec.used.add(name)
+        path = sec.key(name)
+        if name not in registry.REGISTRY:
+            raise CartkinError(f"{path}: unknown outcome '{name}' (known: {', '.join(registry.REGISTRY)})")
+        raw = sec.data[name]
+        entries.append((name, _outcome_settings(registry.REGISTRY[name], raw, lambda f, p=path: f"{p}.{f}",
+                                                set(raw), model, horizon, path)))
     sec.finish()
-    return out
+    return Outcomes(tuple(entries))
+
+
+def _legacy_outcomes(sec: _Section, model: Model, horizon: float) -> Outcomes:
+    text = resources.files("cartkin.scenario").joinpath("default.toml").read_text(encoding="utf-8")
+    defaults = tomllib.loads(text)["outcomes"]
+    entries = []
+    for name, table in defaults.items():
+        outcome = registry.REGISTRY[name]
+        raw, keys = dict(table), {}
+        for flat, setting_name in outcome.legacy.items():
+            if sec.has(flat):
+                raw[setting_name] = sec.data[flat]
+                keys[setting_name] = sec.key(flat)
+                sec.used.add(flat)
+        if raw.get("observable", None) == "":  # e.g. blast = "": no response outcome
+            continue
+        settings = _outcome_settings(outcome, raw, lambda f, k=keys, n=name: k.get(f, f"outcomes.{n}.{f}"),
+                                     set(keys), model, horizon, sec.key(name), lenient=True)
+        if settings is not None:
+            entries.append((name, settings))
+    sec.finish()
+    if not entries:
+        raise CartkinError(f"outcomes: the model {model.name} has none of the built-in scenario's outcome "
+                           f"observables; list outcomes as tables, e.g. [outcomes.exposure] observable = \"...\"")
+    return Outcomes(tuple(entries))
+
+
+_CHECKS = {"": None, "positive": _positive, "non_negative": _non_negative}
+
+
+def _outcome_settings(outcome, raw: Mapping, key, explicit: set, model: Model, horizon: float, path: str,
+                      lenient: bool = False):
+    """The outcome's settings dataclass from its table `raw`; key(field) is the key path for errors.
+    lenient: a name the model lacks in a setting not in `explicit` drops it (None: the whole outcome)."""
+    hints = typing.get_type_hints(outcome.settings)
+    fields = {f.name: f for f in dataclasses.fields(outcome.settings)}
+    for name in raw:
+        if name not in fields:
+            raise CartkinError(f"{key(name)}: unknown key")
+    values = {}
+    for name, f in fields.items():
+        meta, kind = f.metadata, hints[name]
+        given = name in raw
+        if given:
+            value = _setting_value(raw[name], kind, key(name), _CHECKS[meta.get("check", "")])
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            raise CartkinError(f"{key(name)}: missing (required)")
+        if meta.get("day"):
+            value = _within_horizon(value, key(name), horizon, strict=given and (name in explicit or not lenient))
+        refers = meta.get("refers_to")
+        if refers:
+            names = [value] if isinstance(value, str) else list(value)
+            missing = [n for n in names if not _model_has(model, refers, n)]
+            if missing and (name in explicit or not lenient):
+                known = model.parameter_names if refers == "parameter" else (
+                    (*model.observables, *model.state_names) if "state" in refers else model.observables)
+                raise CartkinError(f"{key(name)}: " + unknown_name_message(refers, missing[0], known, model.name))
+            if missing:
+                if isinstance(value, str):
+                    return None
+                value = (tuple(n for n in value if n not in missing) if isinstance(value, tuple)
+                         else {k: v for k, v in value.items() if k not in missing})
+                if not value and name in raw and not isinstance(value, dict):
+                    return None
+        values[name] = value
+    try:
+        return outcome.settings(**values)
+    except CartkinError as exc:
+        raise CartkinError(f"{path}.{exc}") from None
+
+
+def _model_has(model: Model, refers: str, name: str) -> bool:
+    if refers == "parameter":
+        return name in model.parameter_names
+    return name in model.observables or ("state" in refers and name in model.state_names)
+
+
+def _setting_value(value, kind, key: str, check):
+    """A TOML value as a setting of type str, float, tuple[str | float, ...] or Mapping[str, str]."""
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        item = typing.get_args(kind)[0]
+        _typed(value, list, key)
+        return tuple(_typed(v, item, f"{key}[{i}]", check) for i, v in enumerate(value))
+    if origin is not None:  # a table of strings
+        if not isinstance(value, Mapping):
+            raise CartkinError(f"{key}: must be a table, got {value!r}")
+        return {k: _typed(v, str, f"{key}.{k}") for k, v in value.items()}
+    return _typed(value, kind, key, check)
+
+
+def _within_horizon(value, key: str, horizon: float, strict: bool):
+    """A day (or days) within the horizon: beyond it an error when given, clipped (dropped) when defaulted."""
+    if isinstance(value, tuple):
+        for i, d in enumerate(value):
+            if d > horizon and strict:
+                raise CartkinError(f"{key}[{i}]: day {d:g} is beyond the horizon ({horizon:g} d)")
+        return tuple(float(d) for d in value if d <= horizon)
+    if value > horizon and strict:
+        raise CartkinError(f"{key}: day {value:g} is beyond the horizon ({horizon:g} d)")
+    return min(value, horizon)
 
 
 def _parse_arm(sec: _Section, model: Model) -> Arm:
