@@ -14,8 +14,8 @@ from cartkin.cli import main
 from cartkin.data import Dataset, Subject
 from cartkin.estimation import fit_population, load_fit, vpc
 from cartkin.stats.covariates import CovariateEffect
-from cartkin.stats.likelihood import negative_log_likelihood
-from cartkin.estimation.population.model import PopulationModel, pointwise_nll, truncated_normal_below
+from cartkin.stats.error_models import error_model
+from cartkin.estimation.population.model import PopulationModel, truncated_normal_below
 from cartkin.estimation.population.results import PopulationEstimates
 from cartkin.estimation.population.saem import SaemOptions, _importance_sampling
 from cartkin.simulation.run import Solver
@@ -237,19 +237,27 @@ def test_importance_sampling_matches_quadrature():
     assert ofv == pytest.approx(-2 * exact.sum(), abs=max(4 * ofv_se, 0.05))
 
 
-def test_pointwise_likelihood_matches_the_individual_fit_likelihood():
-    rng = np.random.default_rng(3)
-    f = np.exp(rng.normal(0, 1, 50))
-    y = f * np.exp(rng.normal(0, 0.4, 50))
-    cens = y < 0.5
-    lim = np.where(cens, 0.5, np.nan)
-    for kind, log_sigma in (("proportional", [math.log(0.4)]), ("additive", [math.log(0.7)]),
-                            ("combined", [math.log(0.2), math.log(0.3)])):
-        total = negative_log_likelihood(kind, f, np.where(cens, 0.5, y), cens, lim, log_sigma)[0]
-        s = np.exp(log_sigma)
-        mine = pointwise_nll(kind, f, np.where(cens, 0.5, y), cens, lim, np.full(50, s[0]),
-                             np.full(50, s[-1]) if kind == "combined" else None)
-        assert mine.sum() == pytest.approx(total, rel=1e-12)
+@pytest.mark.parametrize("error", ["proportional", "additive", "combined1", "combined2"])
+def test_design_likelihood_is_the_error_models_per_subject(error):
+    """Design.nll gives each row the error model's −log L of that subject's observations, with the σ's of
+    each observable taken from the residual parameter vector."""
+    model, data = simulated_population(4, seed=5)
+    pm = PopulationModel(model, data, ["rTA0"], {}, error, [], None, Solver("auto", 1e-8, 1e-10))
+    em = error_model(error)
+    sigma = np.array([0.3, 0.4, 2.0, 0.25][:em.n_sigmas * 2])  # nTA's σ's then nB's
+    rows = np.array([2, 0, 2])
+    design = pm.design(rows)
+    pred, ok = design.predict(np.log([[1.0], [1.6], [2.5]]))
+    assert ok.all()
+    values = design.nll(pred, ok, sigma)
+    for r, i in enumerate(rows):
+        s = data.subjects[i]
+        f = pred[design.starts[r]:design.starts[r + 1]]
+        slot = np.array([pm.observables.index(model.observables[k]) for k in s.observable_index])
+        sigmas = sigma.reshape(2, em.n_sigmas)[slot].T
+        assert values[r] == pytest.approx(em.negative_log_likelihood(f, s.values, s.censored, s.limits, sigmas).value,
+                                          rel=1e-12)
+    assert pm.sigma_names == em.sigma_names(["nTA", "nB"])
 
 
 def test_truncated_normal_draws_stay_below_their_limit():
@@ -336,3 +344,4 @@ def test_saem_full_omega_exponential_effect_and_combined_error():
         assert result.sigma[f"sigma_prop_{name}"] == pytest.approx(0.2, rel=0.3)
         assert 0.15 < result.sigma[f"sigma_add_{name}"] < 0.6
     assert np.isfinite(result.ofv)
+
