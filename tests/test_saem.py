@@ -345,3 +345,47 @@ def test_saem_full_omega_exponential_effect_and_combined_error():
         assert 0.15 < result.sigma[f"sigma_add_{name}"] < 0.6
     assert np.isfinite(result.ofv)
 
+
+def test_saem_recovers_combined1_error():
+    """Data simulated with combined1 noise (sd = a + b f) by the error model's own `sample`: SAEM recovers
+    the typical values and b well, a (a small share of the noise at these concentrations) roughly."""
+    model = cartkin.load_model("liu2022")
+    em = error_model("combined1")
+    rng = np.random.default_rng(4)
+    n, a, b = 30, 0.3, 0.2
+    params = {"nB0": np.exp(rng.normal(math.log(1000), 0.7, n)), "eBp": np.full(n, TRUTH["eBp"])}
+    for name in ("rTA0", "lTA0"):
+        params[name] = TRUTH[name] * np.exp(rng.normal(0, math.sqrt(OMEGA[name]), n))
+    data = observed(model, params, lambda f: em.sample(f, [a, b], rng))
+    result = fit_population(model, data, estimate=["rTA0", "lTA0"], fix={"eBp": TRUTH["eBp"]}, error="combined1",
+                            seed=1, options=SaemOptions(iterations=(100, 60), conditional_iterations=50,
+                                                        importance_samples=100))
+    assert result.pm.error == "combined1" and result.pm.error_model == em
+    for name in ("rTA0", "lTA0"):
+        assert result.typical[name] == pytest.approx(TRUTH[name], rel=0.2)
+    for name in ("nTA", "nB"):
+        assert result.sigma[f"sigma_prop_{name}"] == pytest.approx(b, rel=0.25)
+        assert 0.1 < result.sigma[f"sigma_add_{name}"] < 0.6
+    assert np.isfinite(result.ofv)
+
+
+def test_cli_error_models_and_the_combined_alias(tmp_path, capsys):
+    """--error combined1 fits and is recorded; "combined" (older fit.json files) reads as combined2; an
+    unknown name is one line on stderr and exit code 2."""
+    model, data = simulated_population(6, seed=2)
+    path = data.to_csv(tmp_path / "d.csv")
+    base = ["fit", str(path), "--model", "liu2022", "--covariate", "nB0=nB0", "--population", "--estimate", "rTA0",
+            "--iterations", "20,10", "--no-plots"]
+    assert main(base + ["-o", str(tmp_path / "c1"), "--error", "combined1"]) == 0
+    assert "combined1 error" in capsys.readouterr().out
+    info = json.loads((tmp_path / "c1" / "fit.json").read_text())
+    assert info["error"] == "combined1"
+    assert list(info["estimates"]["sigma"]) == ["sigma_add_nTA", "sigma_prop_nTA", "sigma_add_nB", "sigma_prop_nB"]
+    info["error"] = "combined"
+    (tmp_path / "c1" / "fit.json").write_text(json.dumps(info))
+    loaded = load_fit(tmp_path / "c1")
+    assert loaded.pm.error == "combined2" and loaded.pm.sigma_names == tuple(info["estimates"]["sigma"])
+    assert main(base + ["-o", str(tmp_path / "bad"), "--error", "combined3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 'combined3'" in err and "combined1" in err
+    assert not (tmp_path / "bad").exists()
