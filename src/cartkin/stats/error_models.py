@@ -62,7 +62,7 @@ class ErrorModel(ABC):
     name: ClassVar[str]
     components: ClassVar[tuple[str, ...]]   # σ's, in order: ("",) for one σ, ("add", "prop") for a and b
     log_scale: ClassVar[bool] = False       # residuals on the log scale (needs observations > 0)
-    bounds: ClassVar[tuple[tuple[float, float], ...]] = ()  # log σ bounds of the numeric SAEM step
+    bounds: ClassVar[tuple[tuple[float, float], ...] | None] = None  # log σ bounds of the numeric SAEM step
 
     # --- what a subclass defines ---------------------------------------------------------------------
     @abstractmethod
@@ -198,7 +198,8 @@ class ErrorModel(ABC):
             value = 0.5 * np.sum(np.log(v) + r * r / v)
             dv = 0.5 * (1.0 / v - r * r / (v * v))
             return value, self.variance_gradient(dv, f, sig)
-        result = minimize(objective, np.log(start), jac=True, method="L-BFGS-B", bounds=list(self.bounds))
+        result = minimize(objective, np.log(start), jac=True, method="L-BFGS-B",
+                          bounds=None if self.bounds is None else list(self.bounds))
         return np.exp(result.x)
 
     def sigmas_from_statistics(self, statistics) -> np.ndarray:
