@@ -37,7 +37,7 @@ import cartkin
 from cartkin.codegen import compile_model
 from cartkin.data import Dataset, Subject, read_data
 from cartkin.estimation import fit
-from cartkin.stats.likelihood import negative_log_likelihood
+from cartkin.stats.error_models import ProportionalError
 
 ROOT = Path(__file__).resolve().parents[1]
 FREE = ("rTA0", "lTA0", "eBp", "nTN0")
@@ -80,8 +80,8 @@ def objective(model, subject, p, log_sigma) -> float:
     for k in np.unique(subject.observable_index):
         sel = subject.observable_index == k
         pred = np.interp(subject.times[sel], np.unique(subject.times), res.observable(model.observables[k]))
-        total += negative_log_likelihood("proportional", pred, subject.values[sel], subject.censored[sel],
-                                         subject.limits[sel], [log_sigma[k]])[0]
+        total += ProportionalError().negative_log_likelihood(pred, subject.values[sel], subject.censored[sel],
+                                                             subject.limits[sel], [np.exp(log_sigma[k])]).value
     return total
 
 

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import cartkin  # noqa: E402
 from cartkin.data import read_data  # noqa: E402
 from cartkin.estimation import fit  # noqa: E402
-from cartkin.stats.likelihood import negative_log_likelihood  # noqa: E402
+from cartkin.stats.error_models import ProportionalError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = {"time": "TIME", "y": "DV", "y_ID": "DVID"}
@@ -87,8 +87,8 @@ def car_t_part(result, observable="nTA") -> float:
     for subject in result.data.subjects:
         pred = np.array([r["IPRED"] for r in rows if r["ID"] == subject.id])
         sel = subject.observable_index == k
-        total += negative_log_likelihood("proportional", pred[sel], subject.values[sel], subject.censored[sel],
-                                         subject.limits[sel], [log_sigma])[0]
+        total += ProportionalError().negative_log_likelihood(pred[sel], subject.values[sel], subject.censored[sel],
+                                                             subject.limits[sel], [math.exp(log_sigma)]).value
     return total
 
 

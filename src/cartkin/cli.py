@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .errors import CartkinError
+from .stats.error_models import error_model_names
 from .report.output import check_folder, staged_folder
 
 
@@ -110,8 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="pre-dose observations: drop all (default), drop only zeros, or keep")
     p.add_argument("--estimate", help="comma-separated parameters to estimate (default: the model's default set)")
     p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE", help="fix a parameter")
-    p.add_argument("--error", default="proportional", choices=("proportional", "additive", "combined"),
-                   help="residual error model (default proportional = additive on the log scale)")
+    p.add_argument("--error", default="proportional", choices=error_model_names(), metavar="MODEL",
+                   help="residual error model: proportional (default; additive on the log scale), additive, "
+                   "combined1 (sd = a + b*f), combined2 (sd = sqrt(a^2 + b^2*f^2); also called combined)")
     p.add_argument("--sigma", action="append", default=[], metavar="NAME=VALUE",
                    help="fix a residual SD, e.g. sigma_nTA=0.5")
     p.add_argument("--pooled-sigma", action="store_true",

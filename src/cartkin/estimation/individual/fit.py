@@ -25,7 +25,7 @@ from ...model.registry import load_model
 from ...progress import as_callback
 from ...simulation.run import Solver
 from ...data.dataset import Dataset, Subject
-from ...stats.likelihood import KINDS
+from ...stats.error_models import ErrorModel, error_model
 from ..blas import single_blas_thread
 from .objective import FAILED, Problem, objective_factory, search_bounds
 from .profile import check_profile_names, profile_fits
@@ -37,7 +37,7 @@ STATIONARY = 1e-4  # |projected gradient| of −log L per unit log parameter tha
 
 
 def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None,
-        fix: Mapping[str, float] | None = None, error: str = "proportional",
+        fix: Mapping[str, float] | None = None, error: str | ErrorModel = "proportional",
         sigma: Mapping[str, float] | None = None, regimen: Regimen | None = None, starts: int = 4,
         seed: int = 0, rtol: float = 1e-8, atol: float = 1e-10, progress=None,
         pooled_sigma: bool = False, profile: Sequence[str] = ()) -> FitResult:
@@ -47,8 +47,7 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
     subject's parameters) instead of one per subject; needed when subjects have few observations.
     profile: free parameters to give profile-likelihood intervals (cartkin.estimation.individual.profile)."""
     model = load_model(model)
-    if error not in KINDS:
-        raise CartkinError(f"unknown error model {error!r}; choose one of {', '.join(KINDS)}")
+    error = error_model(error)
     fix = dict(fix or {})
     for name, value in fix.items():
         info = model.parameter(name) if name in model.parameter_names else model.parameter_index(name)
@@ -85,7 +84,7 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
                 fits.append(_fit_subject(problem, subject, starts, np.random.default_rng([seed, i])))
                 if callback:
                     callback(i + 1)
-        result = FitResult(model, data, free, error, tuple(fits), problem, pooled)
+        result = FitResult(model, data, free, problem.error, tuple(fits), problem, pooled)
         if profile:
             result = dataclasses.replace(result, profiles=profile_fits(result, profile))
     return result

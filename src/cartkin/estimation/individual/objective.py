@@ -18,7 +18,7 @@ from ...errors import CartkinError
 from ...model.definition import Model
 from ...simulation.run import Solver, solve_subjects
 from ...solve import status as st
-from ...stats.likelihood import n_sigmas, negative_log_likelihood
+from ...stats.error_models import ErrorModel, error_model
 from .sensitivities import augmented_model, sensitivity_name
 
 
@@ -31,15 +31,16 @@ SPAN = math.log(1000.0)  # estimates are searched within 1000-fold of the model 
 class Problem:
     """The compiled pieces shared by every subject: augmented model, free set, error model."""
 
-    def __init__(self, model: Model, free: tuple[str, ...], fixed: Mapping[str, float], error: str,
+    def __init__(self, model: Model, free: tuple[str, ...], fixed: Mapping[str, float], error: str | ErrorModel,
                  sigma_fixed: Mapping[str, float], regimen: Regimen | None, solver: Solver,
                  observables: Sequence[str]):
+        self.error_model = error_model(error)
+        self.error = self.error_model.name  # canonical name
         self.model = model
         self.free = free
         self.free_index = np.array([model.parameter_index(q) for q in free], dtype=np.int64)
         self.augmented = augmented_model(model, free)
         self.module = compile_model(self.augmented)
-        self.error = error
         self.regimen = regimen
         self.solver = solver
         self.fixed = dict(fixed)
@@ -49,20 +50,15 @@ class Problem:
         self.value_index = [aug_obs.index(o) for o in model.observables]
         self.grad_index = np.array([[aug_obs.index(sensitivity_name(o, q)) for q in free]
                                     for o in model.observables], dtype=np.int64)
-        ns = n_sigmas(error)
-        self.sigma_names = []
-        for o in self.observables:
-            if ns == 1:
-                self.sigma_names.append(f"sigma_{o}")
-            else:
-                self.sigma_names += [f"sigma_add_{o}", f"sigma_prop_{o}"]
+        self.sigma_names = list(self.error_model.sigma_names(self.observables))
         for name in sigma_fixed:
             if name not in self.sigma_names:
                 raise CartkinError(f"unknown residual parameter {name!r}; these exist: {', '.join(self.sigma_names)}")
         self.sigma_fixed = dict(sigma_fixed)
 
     def sigma_slice(self, log_sigma_all, k_model_obs: int):
-        ns = n_sigmas(self.error)
+        """The log σ's of model observable `k_model_obs` within all the log σ's."""
+        ns = self.error_model.n_sigmas
         j = self.observables.index(self.model.observables[k_model_obs])
         return log_sigma_all[j * ns:(j + 1) * ns]
 
@@ -101,11 +97,13 @@ def objective_factory(problem: Problem, subject: Subject, sigma_fixed: Mapping[s
     base = problem.base_parameters(subject)
     q = len(problem.free)
     sigma_names = problem.sigma_names
-    ns = n_sigmas(problem.error)
+    em = problem.error_model
     est_sigma = [j for j, n in enumerate(sigma_names) if n not in sigma_fixed]
     fixed_log_sigma = np.array([math.log(sigma_fixed.get(n, 1.0)) for n in sigma_names])
-    groups = [(problem.observables.index(problem.model.observables[k]), subject.observable_index == k)
-              for k in np.unique(subject.observable_index)]
+    # each observation's position among the observables with data, and its σ's in the flat σ vector
+    slot = np.array([problem.observables.index(problem.model.observables[k]) for k in subject.observable_index],
+                    dtype=np.int64)
+    sigma_index = slot[None, :] * em.n_sigmas + np.arange(em.n_sigmas)[:, None]  # n_sigmas × observations
 
     def unpack(x):
         p = base.copy()
@@ -119,17 +117,11 @@ def objective_factory(problem: Problem, subject: Subject, sigma_fixed: Mapping[s
         pred, grad = problem.predict(subject, p)
         if pred is None:
             return FAILED, np.zeros_like(x)
-        total = 0.0
-        d_pred = np.zeros(subject.n_observations)
-        d_logsig = np.zeros(len(sigma_names))
-        for j, sel in groups:
-            v, dp, ds = negative_log_likelihood(problem.error, pred[sel], subject.values[sel], subject.censored[sel],
-                                                subject.limits[sel], log_sigma[j * ns:(j + 1) * ns])
-            if not math.isfinite(v):
-                return FAILED, np.zeros_like(x)
-            total += v
-            d_pred[sel] = dp
-            d_logsig[j * ns:(j + 1) * ns] += ds
+        total, d_pred, d_log_sigma = em.negative_log_likelihood(pred, subject.values, subject.censored,
+                                                                subject.limits, np.exp(log_sigma)[sigma_index])
+        if not math.isfinite(total):
+            return FAILED, np.zeros_like(x)
+        d_logsig = np.bincount(sigma_index.ravel(), weights=d_log_sigma.ravel(), minlength=len(sigma_names))
         g_theta = (d_pred @ grad) * p[problem.free_index]  # chain rule to log parameters
         return total, np.concatenate([g_theta, d_logsig[est_sigma]])
 

@@ -8,7 +8,6 @@ import numpy as np
 
 from ...data.dataset import Dataset
 from ...model.definition import Model
-from ...stats.likelihood import residuals
 from ...table import Table, format_number
 
 Z95 = 1.959963984540054
@@ -112,8 +111,10 @@ class FitResult:
             iwres = np.full(subject.n_observations, np.nan)
             for k in np.unique(subject.observable_index):
                 sel = subject.observable_index == k
-                ls = self.problem.sigma_slice(log_sigma, int(k))
-                iwres[sel] = residuals(self.error, pred[sel], subject.values[sel], subject.censored[sel], ls)
+                with np.errstate(over="ignore", invalid="ignore"):  # σ's of a failed fit are NaN
+                    sigmas = np.exp(self.problem.sigma_slice(log_sigma, int(k)))
+                iwres[sel] = self.problem.error_model.residuals(pred[sel], subject.values[sel], subject.censored[sel],
+                                                                sigmas)
             for i in range(subject.n_observations):
                 rows.append({"ID": subject.id, "TIME": subject.times[i],
                              "DVID": self.model.observables[subject.observable_index[i]],

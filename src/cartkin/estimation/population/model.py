@@ -11,8 +11,8 @@ Covariates are model parameters set per subject by the data (``--covariate Reg=n
 
 `Design` lays out any list of subjects (repeats allowed: chains, importance samples, VPC replicates) as
 the ragged arrays of the compiled batch solver, so one call solves every row with its own parameters,
-observation times and doses; `pointwise_nll` is the per-observation −log likelihood (M3 for censored
-observations) with per-observation σ's, matching `cartkin.fitting.likelihood`.
+observation times and doses; `Design.nll` sums the residual error model's per-observation −log
+likelihood (`cartkin.stats.error_models`, M3 for censored observations) within each row.
 """
 from __future__ import annotations
 
@@ -30,18 +30,7 @@ from ...simulation.run import Solver, solve_flat
 from ...solve import status as st
 from ...data.dataset import Dataset
 from ...stats.covariates import CovariateEffect
-from ...stats.likelihood import KINDS, LOG_2PI, n_sigmas
-
-
-def sigma_labels(error: str, observables: Sequence[str]) -> tuple[str, ...]:
-    """Residual parameter names, per observable: sigma_nTA, or sigma_add_nTA and sigma_prop_nTA."""
-    out = []
-    for o in observables:
-        if n_sigmas(error) == 1:
-            out.append(f"sigma_{o}")
-        else:
-            out += [f"sigma_add_{o}", f"sigma_prop_{o}"]
-    return tuple(out)
+from ...stats.error_models import ErrorModel, error_model
 
 
 class PopulationModel:
@@ -51,19 +40,18 @@ class PopulationModel:
     """
 
     def __init__(self, model: Model, data: Dataset, parameters: Sequence[str], fixed: Mapping[str, float],
-                 error: str, effects: Sequence[CovariateEffect], regimen: Regimen | None, solver: Solver):
+                 error: str | ErrorModel, effects: Sequence[CovariateEffect], regimen: Regimen | None, solver: Solver):
         self.model = model
         self.data = data
         self.parameters = tuple(parameters)
         self.fixed = dict(fixed)
-        if error not in KINDS:
-            raise CartkinError(f"unknown error model {error!r}; choose one of {', '.join(KINDS)}")
-        self.error = error
+        self.error_model = error_model(error)
+        self.error = self.error_model.name  # canonical name, as fit.json records it
         self.regimen = regimen
         self.solver = solver
         self.module = compile_model(model)
         self.observables = data.observables_used
-        self.sigma_names = sigma_labels(error, self.observables)
+        self.sigma_names = self.error_model.sigma_names(self.observables)
         self.free_index = np.array([model.parameter_index(q) for q in self.parameters], dtype=np.int64)
         self.lower = np.array([model.parameter(q).lower for q in self.parameters])
         self.upper = np.array([model.parameter(q).upper for q in self.parameters])
@@ -181,29 +169,21 @@ class PopulationModel:
         obs[~((codes == st.SUCCESS) & inside)] = np.nan
         return obs
 
-    def sigma_per_observation(self, sigma: np.ndarray, obs_slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(first σ, second σ or zeros) of each observation from the residual parameter vector."""
-        ns = n_sigmas(self.error)
-        s = np.asarray(sigma, dtype=float).reshape(len(self.observables), ns)
-        first = s[obs_slot, 0]
-        second = s[obs_slot, 1] if ns == 2 else np.zeros(obs_slot.size)
-        return first, second
+    def sigma_per_observation(self, sigma: np.ndarray, obs_slot: np.ndarray) -> np.ndarray:
+        """The σ's of each observation (n_sigmas × observations) from the residual parameter vector."""
+        s = np.asarray(sigma, dtype=float).reshape(len(self.observables), self.error_model.n_sigmas)
+        return s[obs_slot].T
 
     def initial_sigma(self) -> np.ndarray:
-        """Start values: 1 on the log scale (proportional); for additive/combined from the data's scale."""
+        """Start values of the residual parameters, from each observable's scale in the data."""
         out = []
         for o in self.observables:
             k = self.model.observables.index(o)
             values = np.concatenate([s.values[(s.observable_index == k) & ~s.censored] for s in self.data.subjects])
             scale = float(np.median(np.abs(values))) if values.size else 1.0
             scale = scale if scale > 0 else 1.0
-            if self.error == "proportional":
-                out.append(1.0)
-            elif self.error == "additive":
-                out.append(scale)
-            else:
-                out += [0.1 * scale, 0.5]
-        return np.array(out, dtype=float)
+            out.append(self.error_model.initial_sigmas(scale))
+        return np.concatenate(out).astype(float)
 
 
 class Design:
@@ -272,44 +252,16 @@ class Design:
 
     def nll(self, pred: np.ndarray, ok: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         """−log p(y | row's parameters) per row (+inf where the row cannot be used)."""
-        s1, s2 = self.pm.sigma_per_observation(sigma, self.slot)
-        values = pointwise_nll(self.pm.error, pred, self.y, self.censored, self.limit, s1, s2)
+        em = self.pm.error_model
+        values = em.pointwise(pred, self.y, self.censored, self.limit, self.pm.sigma_per_observation(sigma, self.slot))
+        if em.log_scale:
+            # SAEM imputes censored values from g(L) − g(f), which needs f > 0: a row predicting a censored
+            # point at or below 0 is not used (the likelihood alone would count that point as certainly censored)
+            values = np.where(pred > 0, values, np.inf)
         total = self.row_sums(values)
         total[~ok] = np.inf
         total[~np.isfinite(total)] = np.inf
         return total
-
-
-def pointwise_nll(kind: str, pred, y, censored, limit, sigma1, sigma2=None) -> np.ndarray:
-    """−log p per observation; censored ones contribute −log Φ((g(L) − g(f)) / sd) (M3).
-
-    sigma1: σ (proportional, additive) or σ_additive (combined); sigma2: the proportional σ of combined.
-    Predictions that cannot be used (non-finite, ≤ 0 under proportional) give +inf.
-    """
-    f = np.asarray(pred, dtype=float)
-    target = np.where(censored, limit, y)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if kind == "proportional":
-            s = sigma1
-            u = (np.log(target) - np.log(f)) / s
-            extra = np.where(censored, 0.0, np.log(np.where(censored, 1.0, y)))
-            bad = ~np.isfinite(f) | (f <= 0)
-        else:
-            s = sigma1 if kind == "additive" else np.sqrt(sigma1 ** 2 + (sigma2 * f) ** 2)
-            u = (target - f) / s
-            extra = 0.0
-            bad = ~np.isfinite(f)
-        value = np.where(censored, -log_ndtr(u), 0.5 * u * u + np.log(s) + 0.5 * LOG_2PI + extra)
-    value = np.where(bad, np.inf, value)
-    return np.where(np.isnan(value), np.inf, value)
-
-
-def transformed_residuals(kind: str, pred, y) -> np.ndarray:
-    """g(y) − g(f): log scale for proportional, natural scale otherwise."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if kind == "proportional":
-            return np.log(y) - np.log(pred)
-        return np.asarray(y, dtype=float) - np.asarray(pred, dtype=float)
 
 
 def truncated_normal_below(rng: np.random.Generator, upper: np.ndarray, sd: np.ndarray) -> np.ndarray:

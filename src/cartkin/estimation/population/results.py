@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ...table import Table, format_number
-from .model import PopulationModel, transformed_residuals
+from .model import PopulationModel
 
 Z95 = 1.959963984540054
 DRIFT_LIMIT = 1.5  # |mean difference of the two halves of the late exploratory window| / its SD (and > SE)
@@ -261,11 +261,8 @@ class PopulationResult:
         design = pm.design(np.arange(n))
         pred, _ = design.predict(pm.mean_phi(self.estimates.fixed_effects))
         ipred, _ = design.predict(self.modes)
-        s1, s2 = pm.sigma_per_observation(self.estimates.sigma, design.slot)
-        sd = s1 if pm.error != "combined" else np.sqrt(s1 ** 2 + (s2 * ipred) ** 2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            iwres = transformed_residuals(pm.error, ipred, design.y) / sd
-        iwres = np.where(design.censored | ~np.isfinite(iwres), np.nan, iwres)
+        iwres = pm.error_model.residuals(ipred, design.y, design.censored,
+                                         pm.sigma_per_observation(self.estimates.sigma, design.slot))
         rows = []
         for k in range(design.y.size):
             rows.append({"ID": pm.data.subjects[design.row[k]].id, "TIME": float(design.times[k]),

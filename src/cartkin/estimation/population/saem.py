@@ -1,7 +1,7 @@
 """Population fits: stochastic approximation EM (SAEM, as in Monolix) for log-normal mixed-effects models.
 
 Model (see population_model.py): log θ_ij = μ_j + Σ β x_ij + η_ij, η_i ~ N(0, Ω) (diagonal or full),
-observations with a proportional (log-scale), additive or combined residual error per observable, and
+observations with a residual error model per observable (`cartkin.stats.error_models`), and
 censored observations through Beal's M3 term in the conditional likelihood p(y_i | η_i).
 
 Each iteration k:
@@ -17,8 +17,9 @@ Each iteration k:
    and 1/(k − K1) for the K2 smoothing iterations.
 3. Maximisation, closed form: [μ, β] by generalised least squares of the individual log parameters on
    the covariate design (Ω from the last iteration), Ω from the second moments (diagonal or full),
-   residual σ² = mean squared (log) residual per observable; the combined error model's two σ's by a
-   2-D numeric maximisation on the current complete data, averaged with the same steps. During the
+   residual σ's per observable from the error model's statistics of the complete-data residuals
+   (proportional, additive: σ² = the averaged mean squared residual; combined1/2: the two σ's maximising
+   the likelihood of the current complete data, averaged with the same steps). During the
    exploratory phase, variances may shrink at most 5% per iteration (simulated annealing, as Monolix).
 
 After the iterations, at the final estimates: the conditional distributions are sampled (MCMC, which
@@ -50,12 +51,11 @@ from ...model.registry import load_model
 from ...simulation.run import Solver
 from ...data.dataset import Dataset
 from ...progress import as_callback
-from ...stats.likelihood import LOG_2PI
+from ...stats.error_models import LOG_2PI, ErrorModel, error_model
 from ..blas import single_blas_thread
 from .results import PopulationEstimates, PopulationResult
 from ...stats.covariates import CovariateEffect
-from .model import (PopulationModel, check_parameters, pointwise_nll,
-                               transformed_residuals, truncated_normal_below)
+from .model import PopulationModel, check_parameters, truncated_normal_below
 
 OMEGA_STRUCTURES = ("diag", "full")
 TARGET_ACCEPTANCE = 0.4
@@ -94,7 +94,7 @@ class SaemOptions:
 
 
 def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None,
-                   fix: Mapping[str, float] | None = None, error: str = "proportional",
+                   fix: Mapping[str, float] | None = None, error: str | ErrorModel = "proportional",
                    covariate_effects: Sequence[CovariateEffect | str] = (), omega: str = "diag",
                    iterations: tuple[int, int] = (300, 150), chains: int | None = None, seed: int = 0,
                    regimen: Regimen | None = None, initial: Mapping[str, float] | None = None,
@@ -113,6 +113,7 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
 
     started = time.perf_counter()
     model = load_model(model)
+    error = error_model(error)
     if not isinstance(data, Dataset):
         raise CartkinError(f"data must be a cartkin Dataset (from read_data), got {type(data).__name__}")
     if omega not in OMEGA_STRUCTURES:
@@ -259,10 +260,10 @@ class _Sampler:
     def residuals(self, sigma: np.ndarray) -> np.ndarray:
         """g(y) − g(f) for every observation of every row, censored ones imputed below their limit."""
         d = self.design
-        r = transformed_residuals(self.pm.error, self.pred, np.where(d.censored, d.limit, d.y))
+        em = self.pm.error_model
+        r = em.transformed_residuals(self.pred, np.where(d.censored, d.limit, d.y))
         if np.any(d.censored):
-            s1, s2 = self.pm.sigma_per_observation(sigma, d.slot)
-            sd = s1 if self.pm.error != "combined" else np.sqrt(s1 ** 2 + (s2 * self.pred) ** 2)
+            sd = em.sd(self.pred, self.pm.sigma_per_observation(sigma, d.slot))
             c = d.censored
             r[c] = truncated_normal_below(self.rng, r[c], sd[c])
         return r
@@ -278,8 +279,9 @@ def _saem(pm: PopulationModel, sampler: _Sampler, start: PopulationEstimates, op
     s1 = np.zeros((n, q))
     s2 = np.zeros((q, q))
     n_slots = len(pm.observables)
-    ssr = np.zeros(n_slots)
-    slot_counts = np.bincount(sampler.design.slot, minlength=n_slots) / sampler.chains
+    ns = pm.error_model.n_sigmas
+    slot_rows = [np.flatnonzero(sampler.design.slot == j) for j in range(n_slots)]
+    statistics = None  # the error model's sufficient statistics per observable, averaged by SA
     traces = []
     for k in range(1, k1 + k2 + 1):
         exploring = k <= k1
@@ -302,13 +304,11 @@ def _saem(pm: PopulationModel, sampler: _Sampler, start: PopulationEstimates, op
             omega = np.diag(np.diag(omega))
         est.omega = _regularise(omega, previous.omega, options.annealing if exploring else None)
         # residual error
-        if pm.error == "combined":
-            target = _combined_sigma(pm, sampler, r, est.sigma)
-            est.sigma = est.sigma + gamma * (target - est.sigma)
-        else:
-            ssr += gamma * (np.bincount(sampler.design.slot, weights=r * r, minlength=n_slots) / sampler.chains
-                            - ssr)
-            est.sigma = np.sqrt(np.maximum(ssr / np.maximum(slot_counts, 1), 1e-12))
+        em = pm.error_model
+        current = np.array([em.statistics(sampler.pred[rows], r[rows], est.sigma[j * ns:(j + 1) * ns])
+                            for j, rows in enumerate(slot_rows)])
+        statistics = current if statistics is None else statistics + gamma * (current - statistics)
+        est.sigma = np.concatenate([em.sigmas_from_statistics(x) for x in statistics])
         if exploring:
             est.sigma = np.maximum(est.sigma, math.sqrt(options.annealing) * previous.sigma)
         sampler.refresh(est.sigma)
@@ -335,29 +335,6 @@ def _regularise(omega: np.ndarray, previous: np.ndarray, annealing: float | None
             off = out - np.diag(np.diag(out))
             out = np.diag(np.diag(out)) + 0.9 * off
     return np.diag(np.diag(out))
-
-
-def _combined_sigma(pm: PopulationModel, sampler: _Sampler, r: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """σ_add, σ_prop per observable maximising the complete-data likelihood of the current sample."""
-    d = sampler.design
-    f = sampler.pred
-    out = sigma.copy()
-    for j in range(len(pm.observables)):
-        sel = (d.slot == j) & np.isfinite(f) & np.isfinite(r)
-        if not np.any(sel):
-            continue
-        fj, rj = f[sel], r[sel]
-
-        def objective(x):
-            a, b = np.exp(x)
-            v = a * a + (b * fj) ** 2
-            value = 0.5 * np.sum(np.log(v) + rj * rj / v)
-            dv = 0.5 * (1.0 / v - rj * rj / (v * v))
-            return value, np.array([np.sum(dv * 2 * a * a), np.sum(dv * 2 * (b * fj) ** 2)])
-        res = minimize(objective, np.log(sigma[2 * j:2 * j + 2]), jac=True, method="L-BFGS-B",
-                       bounds=[(-20, 10), (-20, 5)])
-        out[2 * j:2 * j + 2] = np.exp(res.x)
-    return out
 
 
 def _trace_row(est: PopulationEstimates, structure: str) -> np.ndarray:
@@ -509,9 +486,8 @@ def _louis_information(pm, est, structure, sampler, samples_phi, samples_pred):
 
     def residual_part(theta):
         sigma = theta[n_theta - n_sigma:]
-        s1, s2 = pm.sigma_per_observation(sigma, design.slot)
-        values = pointwise_nll(pm.error, pred, design.y[None], design.censored[None], design.limit[None],
-                               s1[None], s2[None])
+        sigmas = pm.sigma_per_observation(sigma, design.slot)
+        values = pm.error_model.pointwise(pred, design.y[None], design.censored[None], design.limit[None], sigmas)
         return -np.add.reduceat(values, design.starts[:-1], axis=1)
 
     n_prior = n_theta - n_sigma

@@ -104,15 +104,7 @@ def simulate_design(pm: PopulationModel, estimates: PopulationEstimates, replica
         bad = ~inside
         phi[bad] = mean[bad] + rng.standard_normal((int(bad.sum()), q)) @ chol.T
     pred, ok = design.predict(phi)
-    s1, s2 = pm.sigma_per_observation(estimates.sigma, design.slot)
-    eps = rng.standard_normal(pred.size)
-    with np.errstate(invalid="ignore", over="ignore"):
-        if pm.error == "proportional":
-            y = pred * np.exp(s1 * eps)
-        elif pm.error == "additive":
-            y = pred + s1 * eps
-        else:
-            y = pred + np.sqrt(s1 ** 2 + (s2 * pred) ** 2) * eps
+    y = pm.error_model.sample(pred, pm.sigma_per_observation(estimates.sigma, design.slot), rng)
     y[np.repeat(~ok, np.diff(design.starts))] = np.nan
     one = pm.design(np.arange(n))
     return y.reshape(replicates, one.y.size), one, ok.reshape(replicates, n)
