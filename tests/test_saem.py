@@ -18,7 +18,7 @@ from cartkin.stats.error_models import error_model
 from cartkin.estimation.population.model import PopulationModel, truncated_normal_below
 from cartkin.estimation.population.results import PopulationEstimates
 from cartkin.estimation.population.saem import SaemOptions, _importance_sampling
-from cartkin.simulation.run import Solver
+from cartkin.solve import Solver
 
 LIU = Path(__file__).resolve().parents[2] / "shared" / "data" / "liu2022"
 TRUTH = {"rTA0": 1.62, "lTA0": 0.12, "eBp": 22.72}

@@ -81,7 +81,7 @@ def compare(scenario: Scenario, progress=None) -> Comparison:
         P = arm_parameters(scenario, base, arm)
         done_before = k * n
         callback = (lambda done, d0=done_before: bar(d0 + done)) if bar else False
-        batch = simulate_batch(scenario.model, arm.regimen, times, P, rtol=scenario.rtol, atol=scenario.atol,
+        batch = simulate_batch(scenario.model, arm.regimen, times, P, scenario.solver,
                                progress=callback)
         results.append(_arm_outcomes(scenario, arm, batch, P))
     return Comparison(scenario, tuple(results), base)

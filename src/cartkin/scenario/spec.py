@@ -20,6 +20,7 @@ import numpy as np
 
 from ..dosing import Infusion, Regimen
 from ..errors import CartkinError
+from ..solve.solver import Solver
 from ..estimation.population.fit_file import load_fit
 from ..model.definition import Model, unknown_name_message
 from ..model.registry import load_model
@@ -60,8 +61,7 @@ class Scenario:
     population: PopulationSpec = PopulationSpec()
     horizon: float = 365.0
     outcomes: Outcomes = Outcomes()  # [outcomes.<name>] tables (scenario/outcomes.py); empty: none reported
-    rtol: float = 1e-6
-    atol: float = 1e-9
+    solver: Solver = Solver()  # [scenario] method, rtol, atol
     description: str = ""
 
     def times(self) -> np.ndarray:
@@ -183,8 +183,11 @@ def _parse(root: _Section, base: Path | None = None) -> Scenario:
     except CartkinError as exc:
         raise CartkinError(f"scenario.model: {exc}") from None
     horizon = head.get("horizon_days", float, 365.0, _positive)
-    rtol = head.get("rtol", float, 1e-6, _positive)
-    atol = head.get("atol", float, 1e-9, _positive)
+    try:
+        solver = Solver(head.get("method", str, "auto"), head.get("rtol", float, 1e-6, _positive),
+                        head.get("atol", float, 1e-9, _positive))
+    except CartkinError as exc:
+        raise CartkinError(f"scenario: {exc}") from None
     head.finish()
 
     population = _parse_population(root.section("population"), model, base)
@@ -202,7 +205,7 @@ def _parse(root: _Section, base: Path | None = None) -> Scenario:
         raise CartkinError(f"arms: arm names must be unique (got {names})")
     root.finish()
     return Scenario(name=name, model=model, arms=arms, population=population, horizon=horizon,
-                    outcomes=outcomes, rtol=rtol, atol=atol, description=description)
+                    outcomes=outcomes, solver=solver, description=description)
 
 
 def _check_parameter(model: Model, name: str, key: str) -> None:

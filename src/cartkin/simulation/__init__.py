@@ -1,6 +1,7 @@
 """Simulation: expand regimens into events, call the compiled solvers, wrap results."""
 from .results import BatchResult, SimulationResult, Status
-from .run import Solver, simulate, simulate_batch, solve_subjects
+from ..solve.solver import Solver
+from .run import simulate, simulate_batch, solve_subjects
 from .stream import PopulationSummary, exposure, simulate_summaries
 
 __all__ = ["BatchResult", "SimulationResult", "Status", "Solver", "simulate", "simulate_batch",

@@ -7,6 +7,7 @@ with Rodas from the moment it detects stiffness.
 """
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Mapping, Sequence
 
@@ -22,7 +23,7 @@ from ..progress import as_callback
 from ..solve import status as st
 from ..solve.common import N_COUNTERS
 from ..solve.events import Events, EventTable
-from ..solve.solver import Solver  # noqa: F401  (re-exported: cartkin.simulation.Solver)
+from ..solve.solver import Solver
 from .results import BatchResult, SimulationResult
 
 #: fewest subjects per chunk handed to a worker thread (see run_chunks)
@@ -171,20 +172,37 @@ def run_chunks(kernel, solver, P, t_flat, t_offsets, events, out, codes, t_fail,
                 progress(done)
 
 
-def _prepare(model, regimen, times, rtol, atol, method, max_steps):
+def as_solver(solver: Solver | None, rtol: float | None = None, atol: float | None = None,
+              method: str | None = None, max_steps: int | None = None, default: Solver = Solver()) -> Solver:
+    """The `Solver` of a call: `solver` itself, or `default` with the shorthand keywords given (never both)."""
+    given = {k: v for k, v in (("rtol", rtol), ("atol", atol), ("method", method), ("max_steps", max_steps))
+             if v is not None}
+    if solver is None:
+        return dataclasses.replace(default, **given)
+    if not isinstance(solver, Solver):
+        raise CartkinError(f"solver must be a cartkin.Solver, got {type(solver).__name__}")
+    if given:
+        raise CartkinError(f"give either solver= or {', '.join(given)}=, not both")
+    return solver
+
+
+def _prepare(model, regimen, times, solver):
     model = load_model(model)
     if regimen is None:
         regimen = Regimen.none()
     if not isinstance(regimen, Regimen):
         raise CartkinError(f"regimen must be a cartkin.Regimen, got {type(regimen).__name__}")
-    return model, regimen, check_times(times), Solver(method, rtol, atol, max_steps)
+    return model, regimen, check_times(times), solver
 
 
 def simulate(model: Model | str, regimen: Regimen | None, times, params: Mapping[str, float] | None = None,
-             rtol: float = 1e-6, atol: float = 1e-9, method: str = "auto",
-             max_steps: int = 100_000) -> SimulationResult:
-    """Simulate one patient: states at `times` (days) after `regimen`; failures are in `.status`."""
-    model, regimen, times, solver = _prepare(model, regimen, times, rtol, atol, method, max_steps)
+             solver: Solver | None = None, *, rtol: float | None = None, atol: float | None = None,
+             method: str | None = None, max_steps: int | None = None) -> SimulationResult:
+    """Simulate one patient: states at `times` (days) after `regimen`; failures are in `.status`.
+
+    solver: a `cartkin.Solver` (method, rtol, atol, max_steps; default Solver()); rtol, atol, method and
+    max_steps are shorthands for building one."""
+    model, regimen, times, solver = _prepare(model, regimen, times, as_solver(solver, rtol, atol, method, max_steps))
     for key, value in (params or {}).items():
         if np.ndim(value) != 0:
             raise CartkinError(f"parameter {key} must be a single number in simulate(); "
@@ -197,13 +215,13 @@ def simulate(model: Model | str, regimen: Regimen | None, times, params: Mapping
 
 
 def simulate_batch(model: Model | str, regimen: Regimen | None, times, params,
-                   rtol: float = 1e-6, atol: float = 1e-9, method: str = "auto",
-                   max_steps: int = 100_000, progress=None) -> BatchResult:
+                   solver: Solver | None = None, *, rtol: float | None = None, atol: float | None = None,
+                   method: str | None = None, max_steps: int | None = None, progress=None) -> BatchResult:
     """Simulate many patients on one regimen; `params` maps names to arrays (one value per subject)
     or is an (n_subjects × n_parameters) matrix. Subjects run in parallel inside compiled code
     (numba.set_num_threads sets how many threads). progress: None (a bar on terminals), True, False,
-    or a callable taking the number of subjects done."""
-    model, regimen, times, solver = _prepare(model, regimen, times, rtol, atol, method, max_steps)
+    or a callable taking the number of subjects done. solver: as for `simulate`."""
+    model, regimen, times, solver = _prepare(model, regimen, times, as_solver(solver, rtol, atol, method, max_steps))
     P = parameter_matrix(model, params)
     events = regimen.events(model)
     n = P.shape[0]

@@ -20,7 +20,8 @@ from ..progress import as_callback
 from ..solve import status as st
 from ..solve.common import N_COUNTERS
 from .results import BatchResult
-from .run import _prepare, parameter_matrix, solve_shared
+from ..solve.solver import Solver
+from .run import _prepare, as_solver, parameter_matrix, solve_shared
 
 Summarize = Callable[[BatchResult], Mapping[str, np.ndarray]]
 
@@ -55,15 +56,16 @@ def exposure(observable: str) -> Summarize:
 
 
 def simulate_summaries(model: Model | str, regimen, times, params, summarize: Summarize | None = None,
-                       chunk_size: int = 16_384, rtol: float = 1e-6, atol: float = 1e-9,
-                       method: str = "auto", max_steps: int = 100_000, progress=None) -> PopulationSummary:
+                       chunk_size: int = 16_384, solver: Solver | None = None, *, rtol: float | None = None,
+                       atol: float | None = None, method: str | None = None, max_steps: int | None = None,
+                       progress=None) -> PopulationSummary:
     """Simulate a population chunk by chunk and keep only per-subject summaries.
 
     params: a `cartkin.Population` (drawn chunk by chunk, never all at once), an n × n_parameters matrix, or a mapping of
     names to arrays as for `simulate_batch`. summarize: BatchResult → {name: one value per subject};
     by default `exposure(first observable)`.
     """
-    model, regimen, times, solver = _prepare(model, regimen, times, rtol, atol, method, max_steps)
+    model, regimen, times, solver = _prepare(model, regimen, times, as_solver(solver, rtol, atol, method, max_steps))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise CartkinError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if summarize is None:

@@ -23,7 +23,8 @@ from ...errors import CartkinError
 from ...model.definition import Model
 from ...model.registry import load_model
 from ...progress import as_callback
-from ...simulation.run import Solver
+from ...simulation.run import as_solver
+from ...solve.solver import Solver
 from ...data.dataset import Dataset, Subject
 from ...stats.error_models import ErrorModel, error_model
 from ..blas import single_blas_thread
@@ -33,19 +34,23 @@ from .results import FitResult, SubjectFit
 
 Z95 = 1.959963984540054
 SCREEN = 50        # points screened over the search box for the multi-start (see _screened_starts)
+#: the default solver of individual fits: tight, so that Hessians by differences of the gradient are smooth
+FIT_SOLVER = Solver("auto", 1e-8, 1e-10)
 STATIONARY = 1e-4  # |projected gradient| of −log L per unit log parameter that counts as an optimum
 
 
 def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None,
         fix: Mapping[str, float] | None = None, error: str | ErrorModel = "proportional",
         sigma: Mapping[str, float] | None = None, regimen: Regimen | None = None, starts: int = 4,
-        seed: int = 0, rtol: float = 1e-8, atol: float = 1e-10, progress=None,
-        pooled_sigma: bool = False, profile: Sequence[str] = ()) -> FitResult:
+        seed: int = 0, solver: Solver | None = None, *, rtol: float | None = None, atol: float | None = None,
+        progress=None, pooled_sigma: bool = False, profile: Sequence[str] = ()) -> FitResult:
     """Fit each subject of `data` by maximum likelihood. See the module docstring.
 
     pooled_sigma: one residual SD per observable shared by all subjects (estimated jointly with every
     subject's parameters) instead of one per subject; needed when subjects have few observations.
-    profile: free parameters to give profile-likelihood intervals (cartkin.estimation.individual.profile)."""
+    profile: free parameters to give profile-likelihood intervals (cartkin.estimation.individual.profile).
+    solver: the `cartkin.Solver` of every prediction (default FIT_SOLVER: auto, rtol 1e-8, atol 1e-10, tight
+    enough for finite-difference Hessians); rtol/atol are shorthands."""
     model = load_model(model)
     error = error_model(error)
     fix = dict(fix or {})
@@ -72,7 +77,7 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
     for k, v in sigma.items():
         if not (math.isfinite(v) and v > 0):
             raise CartkinError(f"residual parameter {k} must be > 0, got {v}")
-    problem = Problem(model, free, fix, error, sigma, regimen, Solver("auto", rtol, atol, 100_000),
+    problem = Problem(model, free, fix, error, sigma, regimen, as_solver(solver, rtol, atol, default=FIT_SOLVER),
                        data.observables_used)
     callback = as_callback(progress, len(data.subjects), f"fitting {len(data.subjects)} subjects")
     fits, pooled = [], ()

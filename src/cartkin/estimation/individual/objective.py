@@ -16,7 +16,8 @@ from ...data.dataset import Subject
 from ...dosing import Regimen
 from ...errors import CartkinError
 from ...model.definition import Model
-from ...simulation.run import Solver, solve_subjects
+from ...simulation.run import solve_subjects
+from ...solve.solver import Solver
 from ...solve import status as st
 from ...stats.error_models import ErrorModel, error_model
 from .sensitivities import augmented_model, sensitivity_name

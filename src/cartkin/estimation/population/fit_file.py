@@ -17,7 +17,7 @@ from ...data.dataset import read_data
 from ...dosing import Infusion, Regimen
 from ...errors import CartkinError
 from ...model.registry import load_model
-from ...simulation.run import Solver
+from ...solve.solver import Solver
 from ...stats.covariates import CovariateEffect
 from .model import PopulationModel
 from .results import PopulationEstimates
@@ -52,7 +52,7 @@ def fit_json(result) -> dict:
         "converged": result.converged,
         "warnings": list(result.warnings),
         "settings": result.settings,
-        "solver": {"rtol": pm.solver.rtol, "atol": pm.solver.atol},
+        "solver": {"method": pm.solver.method, "rtol": pm.solver.rtol, "atol": pm.solver.atol},
         "regimen": _regimen_json(pm.regimen),
         "data": result.data_source,
         "timings_seconds": result.timings,
@@ -162,7 +162,8 @@ def load_fit(fitdir, with_data: bool = True) -> LoadedFit:
                              [CovariateEffect(e["parameter"], e["covariate"], e["kind"], e["reference"])
                               for e in info.get("covariate_effects", [])],
                              _regimen_from_json(info.get("regimen")),
-                             Solver("auto", float(solver.get("rtol", 1e-6)), float(solver.get("atol", 1e-9))))
+                             Solver(str(solver.get("method", "auto")), float(solver.get("rtol", 1e-6)),
+                                    float(solver.get("atol", 1e-9))))
         if tuple(pm.observables) != tuple(info.get("observables", pm.observables)):
             raise CartkinError(f"{path}: the data now hold observables {', '.join(pm.observables)}, the fit used "
                                f"{', '.join(info['observables'])}")

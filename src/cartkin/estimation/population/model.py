@@ -26,7 +26,8 @@ from ...codegen import compile_model
 from ...dosing import Regimen
 from ...errors import CartkinError
 from ...model.definition import Model, unknown_name_message
-from ...simulation.run import Solver, solve_flat
+from ...simulation.run import solve_flat
+from ...solve.solver import Solver
 from ...solve import status as st
 from ...data.dataset import Dataset
 from ...stats.covariates import CovariateEffect

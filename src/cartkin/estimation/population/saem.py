@@ -48,7 +48,8 @@ from ...dosing import Regimen
 from ...errors import CartkinError
 from ...model.definition import Model
 from ...model.registry import load_model
-from ...simulation.run import Solver
+from ...simulation.run import as_solver
+from ...solve.solver import Solver
 from ...data.dataset import Dataset
 from ...progress import as_callback
 from ...stats.error_models import LOG_2PI, ErrorModel, error_model
@@ -98,7 +99,7 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
                    covariate_effects: Sequence[CovariateEffect | str] = (), omega: str = "diag",
                    iterations: tuple[int, int] = (300, 150), chains: int | None = None, seed: int = 0,
                    regimen: Regimen | None = None, initial: Mapping[str, float] | None = None,
-                   rtol: float = 1e-6, atol: float = 1e-9, importance_samples: int = 1000, starts: int = 1,
+                   solver: Solver | None = None, importance_samples: int = 1000, starts: int = 1,
                    options: SaemOptions | None = None, data_source: Mapping | None = None, progress=None):
     """Population (nonlinear mixed-effects) fit of `data` by SAEM; returns a `PopulationResult`.
 
@@ -128,7 +129,7 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
     free = check_parameters(model, data, estimate if estimate else
                             tuple(q for q in model.default_fit if q not in fix), fix)
     effects = [e if isinstance(e, CovariateEffect) else CovariateEffect.parse(e) for e in covariate_effects]
-    pm = PopulationModel(model, data, free, fix, error, effects, regimen, Solver("auto", rtol, atol, 100_000))
+    pm = PopulationModel(model, data, free, fix, error, effects, regimen, as_solver(solver))
     first = _initial_estimates(pm, initial)
     k1, k2 = options.iterations
     per_run = k1 + k2 + options.conditional_iterations
@@ -153,7 +154,8 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
     settings = {"iterations": [k1, k2], "chains": chains, "kernels": list(options.kernels),
                 "annealing": options.annealing, "conditional_iterations": options.conditional_iterations,
                 "importance_samples": options.importance_samples, "seed": int(seed), "omega": omega,
-                "rtol": rtol, "atol": atol, "starts": int(starts), "best_start": best + 1,
+                "rtol": pm.solver.rtol, "atol": pm.solver.atol, "method": pm.solver.method,
+                "starts": int(starts), "best_start": best + 1,
                 "start_minus2loglik": [float(x) for x in scores]}
     return PopulationResult(pm=pm, estimates=estimates, omega_structure=omega, traces=traces, settings=settings,
                             data_source=dict(data_source) if data_source else None,
