@@ -191,18 +191,22 @@ def _models(args) -> int:
     return 0
 
 
-def _parse_params(items: list[str]) -> dict[str, float]:
+def _parse_params(items: list[str], flag: str = "--param") -> dict[str, float]:
     params = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise CartkinError(f"--param {item!r}: expected NAME=VALUE")
+        name = name.strip()
+        if not sep or not name:
+            raise CartkinError(f"{flag} {item!r}: expected NAME=VALUE")
+        if name in params:
+            raise CartkinError(f"{flag} {name} is given twice; give each parameter once")
         try:
-            params[name.strip()] = float(value)
+            number = float(value)
         except ValueError:
-            raise CartkinError(f"--param {item!r}: {value!r} is not a number") from None
-        if not math.isfinite(params[name.strip()]):
-            raise CartkinError(f"--param {item!r}: value must be finite")
+            raise CartkinError(f"{flag} {item!r}: {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise CartkinError(f"{flag} {item!r}: value must be finite")
+        params[name] = number
     return params
 
 
@@ -283,9 +287,13 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     for item in items:
         for part in filter(None, (x.strip() for x in item.split(","))):
             key, sep, value = part.partition("=")
+            key, value = key.strip(), value.strip()
             if not sep or not key or not value:
                 raise CartkinError(f"{flag} {part!r}: expected A=B")
-            out[key.strip()] = value.strip()
+            if key in out:
+                raise CartkinError(f"{flag}: {key} is given twice ({key}={out[key]} and {key}={value}); give each "
+                                   f"key once")
+            out[key] = value
     return out
 
 
@@ -305,8 +313,8 @@ def _fit(args) -> int:
                      lloq=args.lloq, censor_floor=args.censor_floor, prefix_ids=args.prefix_ids,
                      baseline=args.baseline)
     estimate = [x.strip() for x in args.estimate.split(",") if x.strip()] if args.estimate else None
-    fix = _parse_params(args.fix)
-    sigma = _parse_params(args.sigma)
+    fix = _parse_params(args.fix, "--fix")
+    sigma = _parse_params(args.sigma, "--sigma")
     regimen = None
     if args.dose is not None:
         regimen = Regimen.single(dose_per_kg=args.dose)
