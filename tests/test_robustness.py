@@ -88,3 +88,87 @@ def test_a_parameter_without_information_gets_nan_se_and_bounds():
     assert math.isnan(f.standard_errors[k]) and math.isnan(f.lower[k]) and math.isnan(f.upper[k])
     assert any("no information on" in w and "ka" in w for w in f.warnings)
     assert not f.converged
+
+
+# --- 4 and 7. fit.json: data file hashes, damaged estimates --------------------------------------------
+
+LIU_CLI = ["--map", "time=TIME,y=DV,y_ID=DVID", "--dvid", "1=nTA,2=nB", "--covariate", "Reg=nB0",
+           "--censor-floor", "0.2"]
+POP_DATA = ("ID,time,y,y_ID,Reg\n" + "".join(
+    f"{i},{t},{v},1,{774 * i}\n" for i in (1, 2, 3, 4) for t, v in ((0, 0), (2, 1.05 * i), (5, 57.3 / i),
+                                                                     (9, 30.0 + i), (14, 3.1 * i), (28, 0.4 * i))))
+
+
+@pytest.fixture(scope="module")
+def popfit(tmp_path_factory):
+    """A small, quick population fit folder (4 subjects, few SAEM iterations)."""
+    folder = tmp_path_factory.mktemp("popfit")
+    data = write(folder / "pop.csv", POP_DATA)
+    assert main(["fit", str(data), "--model", "liu2022", "-o", str(folder / "fit"), *LIU_CLI, "--population",
+                 "--estimate", "rTA0,lTA0", "--iterations", "10,5", "--no-plots"]) == 0
+    return folder / "fit", data
+
+
+def copy_fit(popfit, tmp_path, change=None):
+    import shutil
+    dst = tmp_path / "fit"
+    shutil.copytree(popfit[0], dst)
+    info = json.loads((dst / "fit.json").read_text())
+    if change:
+        change(info)
+    (dst / "fit.json").write_text(json.dumps(info))
+    return dst
+
+
+def test_fit_json_records_data_hashes_and_vpc_refuses_a_changed_file(popfit, tmp_path, capsys):
+    fit, data = popfit
+    info = json.loads((fit / "fit.json").read_text())
+    assert info["data"]["sha256"] == [__import__("hashlib").sha256(data.read_bytes()).hexdigest()]
+    folder = copy_fit(popfit, tmp_path)
+    original = data.read_text()
+    try:
+        data.write_text(original + "4,60,0.3,1,3096\n")
+        refused(["vpc", folder, "--replicates", "20"], capsys, tmp_path, "changed since the fit", "pop.csv")
+    finally:
+        data.write_text(original)
+
+
+def test_an_old_fit_json_without_hashes_is_accepted_with_a_warning(popfit, tmp_path, capsys):
+    folder = copy_fit(popfit, tmp_path, lambda info: info["data"].pop("sha256"))
+    capsys.readouterr()
+    assert main(["vpc", str(folder), "--replicates", "20"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("cartkin: warning:") and "no content hash" in err
+
+
+def _set(path, value):
+    def change(info):
+        node = info
+        for key in path[:-1]:
+            node = node[key]
+        if value is KeyError:
+            del node[path[-1]]
+        else:
+            node[path[-1]] = value
+    return change
+
+
+DAMAGE = [
+    (_set(["estimates", "sigma", "sigma_nTA"], -0.5), "sigma.sigma_nTA must be a finite number > 0"),
+    (_set(["estimates", "sigma", "sigma_nTA"], KeyError), "estimates.sigma must give sigma_nTA"),
+    (_set(["estimates", "fixed_effects"], [0.1]), "fixed_effects must be 2 finite numbers"),
+    (_set(["estimates", "omega"], [[1.0, 2.0], [2.0, 1.0]]), "not positive semi-definite"),
+    (_set(["estimates", "omega"], [[1e6, 0.0], [0.0, 1.0]]), "overflow"),
+    (_set(["estimates", "omega"], [[1.0]]), "symmetric 2 x 2"),
+]
+
+
+@pytest.mark.parametrize("change, needle", DAMAGE)
+def test_a_damaged_fit_json_is_refused_by_vpc_and_by_a_scenario(popfit, tmp_path, capsys, change, needle):
+    folder = copy_fit(popfit, tmp_path, change)
+    refused(["vpc", folder, "--replicates", "20"], capsys, tmp_path, "fit.json", needle)
+    scenario = write(tmp_path / "s.toml", f'[scenario]\nmodel = "liu2022"\nhorizon_days = 30\n'
+                                          f'[population]\nn = 5\nfrom_fit = "{folder}"\n'
+                                          f'[[arms]]\nname = "a"\nregimen = {{dose_per_kg = 1e5}}\n')
+    refused(["compare", scenario, "-o", tmp_path / "out", "--no-plots"], capsys, tmp_path,
+            "population.from_fit", needle)

@@ -320,7 +320,9 @@ def _fit(args) -> int:
         regimen = Regimen.single(dose_per_kg=args.dose)
     print(data.summary(), flush=True)
     if args.population:
+        from .estimation.population.fit_file import file_sha256
         source = {"files": [str(Path(f).resolve()) for f in args.data],
+                  "sha256": [file_sha256(f) for f in args.data],
                   "options": {"column_map": column_map, "dvid_map": dvid_map, "covariates": covariates,
                               "lloq": args.lloq, "censor_floor": args.censor_floor, "prefix_ids": args.prefix_ids,
                               "baseline": args.baseline}}
