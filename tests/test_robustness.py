@@ -172,3 +172,36 @@ def test_a_damaged_fit_json_is_refused_by_vpc_and_by_a_scenario(popfit, tmp_path
                                           f'[[arms]]\nname = "a"\nregimen = {{dose_per_kg = 1e5}}\n')
     refused(["compare", scenario, "-o", tmp_path / "out", "--no-plots"], capsys, tmp_path,
             "population.from_fit", needle)
+
+
+# --- 7. accepted nonsense in scenarios and in the API ---------------------------------------------------
+
+def scenario_text(population="", outcomes="", arms=None, horizon=60):
+    arms = arms or '[[arms]]\nname = "a"\nregimen = {dose_per_kg = 1e5}\n'
+    return (f'[scenario]\nmodel = "il10"\nhorizon_days = {horizon}\n[population]\nn = 5\n{population}\n'
+            f'[outcomes]\n{outcomes}\n{arms}')
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(outcomes="response_threshold = 150"), "outcomes.response_threshold: a blast percentage"),
+    (dict(outcomes="mrd_threshold = 120\nresponse_threshold = 100"), "outcomes.mrd_threshold: a blast"),
+    (dict(outcomes="aplasia_fraction = 1.5"), "outcomes.aplasia_fraction"),
+    (dict(outcomes="mrd_threshold = 6\nresponse_threshold = 5"), "above the response threshold"),
+    (dict(outcomes="relapse_days = [30, 20]"), "outcomes.relapse_days[1]: days must be increasing"),
+    (dict(outcomes="relapse_days = [30, 30]"), "outcomes.relapse_days[1]"),
+    (dict(arms='[[arms]]\nname = "late"\nregimen = {dose_per_kg = 1e5, time = 90}\n'),
+     "arms[1]: an infusion on day 90 is at or after the horizon"),
+    (dict(population="[population.variability]\nrho = 1e300"), "population.variability.rho: must be between 0"),
+])
+def test_nonsense_scenarios_are_refused(tmp_path, capsys, kwargs, needle):
+    path = write(tmp_path / "s.toml", scenario_text(**kwargs))
+    refused(["compare", path, "-o", tmp_path / "out", "--no-plots"], capsys, tmp_path, needle)
+
+
+def test_huge_variability_is_refused_in_the_api():
+    from cartkin.population.variability import Variability
+    with pytest.raises(CartkinError, match="CV of rho must be between 0 and"):
+        Variability(cv={"rho": 1e200})
+    with pytest.raises(CartkinError, match="omega .variance. of rho must be between 0 and 100"):
+        Variability(omega={"rho": 1e5})
+    assert Variability(cv={"rho": 50.0}).variance("rho") == pytest.approx(math.log1p(0.25))

@@ -22,6 +22,7 @@ from ..estimation.population.fit_file import load_fit
 from ..model.definition import Model, unknown_name_message
 from ..model.registry import load_model
 from ..population import covariates as cov
+from ..population.variability import MAX_CV
 from ..stats.covariates import CovariateEffect
 
 
@@ -209,6 +210,12 @@ def _parse(root: _Section, base: Path | None = None) -> Scenario:
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise CartkinError(f"arms: arm names must be unique (got {names})")
+    check_outcome_settings(outcomes, horizon)
+    for i, arm in enumerate(arms):
+        late = [d.time for d in arm.regimen if d.time >= horizon]
+        if late:
+            raise CartkinError(f"arms[{i + 1}]: an infusion on day {late[0]:g} is at or after the horizon "
+                               f"({horizon:g} d) and has no effect; drop it or lengthen scenario.horizon_days")
     root.finish()
     return Scenario(name=name, model=model, arms=arms, population=population, horizon=horizon,
                     outcomes=outcomes, rtol=rtol, atol=atol, description=description)
@@ -228,7 +235,8 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
     cv = {}
     for pname in cv_sec.data:
         _check_parameter(model, pname, cv_sec.key(pname))
-        cv[pname] = cv_sec.get(pname, float, check=_non_negative)
+        cv[pname] = cv_sec.get(pname, float, check=lambda v: None if 0 <= v <= MAX_CV else
+                               f"must be between 0 and {MAX_CV:.3g} (CV%; beyond it parameters overflow to inf)")
     cv_sec.finish()
     omega_sec = sec.section("omega")  # the same variability as ω² (variance of the log): CV = sqrt(e^ω² − 1)
     for pname in omega_sec.data:
@@ -374,6 +382,27 @@ def _parse_outcomes(sec: _Section, model: Model, horizon: float) -> Outcomes:
     )
     sec.finish()
     return out
+
+
+def check_outcome_settings(outcomes: Outcomes, horizon: float) -> None:
+    """Refuse outcome settings that cannot mean anything (each error names its [outcomes] key)."""
+    for name in ("response_threshold", "mrd_threshold"):
+        value = getattr(outcomes, name)
+        if not 0 < value <= 100:
+            raise CartkinError(f"outcomes.{name}: a blast percentage must be > 0 and <= 100, got {value:g}")
+    if outcomes.mrd_threshold > outcomes.response_threshold:
+        raise CartkinError(f"outcomes.mrd_threshold: {outcomes.mrd_threshold:g} % is above the response threshold "
+                           f"({outcomes.response_threshold:g} %); MRD negativity is a deeper response")
+    if not 0 < outcomes.aplasia_fraction <= 1:
+        raise CartkinError(f"outcomes.aplasia_fraction: a fraction of the baseline B cells must be > 0 and <= 1, got "
+                           f"{outcomes.aplasia_fraction:g}")
+    days = list(outcomes.relapse_days)
+    for i in range(1, len(days)):
+        if days[i] <= days[i - 1]:
+            raise CartkinError(f"outcomes.relapse_days[{i}]: days must be increasing without repeats, got "
+                               f"{days[i - 1]:g} then {days[i]:g}")
+    if any(d > horizon for d in days):
+        raise CartkinError(f"outcomes.relapse_days: a day is beyond the horizon ({horizon:g} d)")
 
 
 def _parse_arm(sec: _Section, model: Model) -> Arm:
