@@ -205,3 +205,86 @@ def test_huge_variability_is_refused_in_the_api():
     with pytest.raises(CartkinError, match="omega .variance. of rho must be between 0 and 100"):
         Variability(omega={"rho": 1e5})
     assert Variability(cv={"rho": 50.0}).variance("rho") == pytest.approx(math.log1p(0.25))
+
+
+# --- 8-10. output folders and files: whole or nothing, checked first ------------------------------------
+
+TINY = scenario_text(horizon=30)
+
+
+def test_compare_replaces_its_previous_output_whole(tmp_path, capsys):
+    scenario = write(tmp_path / "s.toml", TINY)
+    out = tmp_path / "out"
+    assert main(["compare", str(scenario), "-o", str(out), "--no-plots"]) == 0
+    first = set(os.listdir(out))
+    assert ".cartkin-output" in first
+    assert json.loads((out / ".cartkin-output").read_text())["command"] == "compare"
+    (out / "stale-figure.png").write_bytes(b"old")  # pretend an earlier run wrote it
+    marker = json.loads((out / ".cartkin-output").read_text())
+    marker["files"].append("stale-figure.png")
+    (out / ".cartkin-output").write_text(json.dumps(marker))
+    (out / "my-notes.txt").write_text("mine")  # not written by cartkin: kept
+    assert main(["compare", str(scenario), "-o", str(out), "--no-plots"]) == 0
+    after = set(os.listdir(out))
+    assert "stale-figure.png" not in after and "my-notes.txt" in after
+    assert after - {"my-notes.txt"} == first
+
+
+def test_a_folder_of_another_command_or_of_other_files_is_refused(tmp_path, capsys, popfit):
+    scenario = write(tmp_path / "s.toml", TINY)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "thesis.tex").write_text("x")
+    refused(["compare", scenario, "-o", other, "--no-plots"], capsys, tmp_path,
+            "is not empty and is not a cartkin output folder", "thesis.tex")
+    fitdir, data = popfit
+    refused(["compare", scenario, "-o", fitdir, "--no-plots"], capsys, tmp_path.parent,
+            "holds the output of cartkin fit, not of cartkin compare")
+    refused(["compare", scenario, "-o", "", "--no-plots"], capsys, tmp_path, "output folder name is empty")
+    (tmp_path / "afile").write_text("x")
+    refused(["compare", scenario, "-o", tmp_path / "afile" / "sub", "--no-plots"], capsys, tmp_path,
+            "is a file, not a folder")
+
+
+def test_an_individual_fit_over_a_population_fit_removes_its_fit_json(popfit, tmp_path, capsys):
+    import shutil
+    folder = tmp_path / "fit"
+    shutil.copytree(popfit[0], folder)
+    assert (folder / "fit.json").is_file()
+    data = write(tmp_path / "d.csv", GOOD)
+    assert main(["fit", str(data), "--model", "liu2022", "--estimate", "rTA0", "--starts", "1", "--no-plots",
+                 "-o", str(folder)]) == 0
+    assert not (folder / "fit.json").exists() and (folder / "estimates.csv").is_file()
+    refused(["vpc", folder], capsys, tmp_path, "has no fit.json")
+
+
+def test_vpc_adds_its_files_to_the_fit_folder_marker(popfit, tmp_path, capsys):
+    folder = copy_fit(popfit, tmp_path)
+    refused(["vpc", folder, "-o", tmp_path / "v.txt"], capsys, tmp_path, "unsupported figure format .txt")
+    assert main(["vpc", str(folder), "--replicates", "20"]) == 0
+    marker = json.loads((folder / ".cartkin-output").read_text())
+    assert marker["command"] == "fit" and {"vpc.png", "vpc.csv", "fit.json"} <= set(marker["files"])
+
+
+SIM = ["simulate", "--dose", "1e5", "--per-kg", "--days", "5", "--step", "1"]
+
+
+def test_simulate_checks_its_paths_first_and_replaces_files_whole(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "x.csv"
+    out.write_text("previous\n")
+    refused([*SIM, "-o", out, "--plot", tmp_path / "x.txt"], capsys, tmp_path, "unsupported figure format .txt")
+    refused([*SIM, "-o", tmp_path / "x.csv" / "sub.csv"], capsys, tmp_path, "is a file, not a folder")
+    refused([*SIM, "-o", tmp_path], capsys, tmp_path, "is a folder")
+    # a plot that fails leaves neither a new CSV nor a figure, and the previous CSV as it was
+    import cartkin.report.plots as plots
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device", "x.png")
+    monkeypatch.setattr(plots, "simulation_figure", broken)
+    refused([*SIM, "-o", out, "--plot", tmp_path / "x.png"], capsys, tmp_path, "No space left on device")
+    assert out.read_text() == "previous\n" and sorted(os.listdir(tmp_path)) == ["x.csv"]
+    monkeypatch.undo()
+    # a figure name without an extension gets .png, and the message names the file written
+    assert main([*SIM, "-o", str(out), "--plot", str(tmp_path / "fig")]) == 0
+    assert f"figure -> {tmp_path / 'fig.png'}" in capsys.readouterr().out
+    assert (tmp_path / "fig.png").is_file() and out.read_text().startswith("time,")

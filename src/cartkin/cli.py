@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import CartkinError
 from . import report
-from .report.output import check_folder, staged_folder
+from .report.output import check_folder, check_writable, staged_files, staged_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,6 +217,10 @@ def _simulate(args) -> int:
     from .model import load_model
     from .simulation import simulate
 
+    output = Path(check_writable(args.output, "output file"))
+    if output.is_dir():
+        raise CartkinError(f"-o {args.output}: is a folder; give a CSV file name")
+    plot = _figure_path(args.plot, "--plot") if args.plot is not None else None
     model = load_model(args.model)
     params = _parse_params(args.param)
     for name in params:
@@ -233,16 +237,36 @@ def _simulate(args) -> int:
     regimen = Regimen(infusions)
     times = np.unique(np.append(np.arange(0.0, args.days, args.step), args.days))
     result = simulate(model, regimen, times, params, rtol=args.rtol, atol=args.atol, method=args.method)
-    result.to_csv(args.output)
-    print(f"{model.name}: {regimen.describe()}; {times.size} time points to day {args.days:g} -> {args.output}")
-    if args.plot:
-        from .report.plots import simulation_figure
-        simulation_figure(result, Path(args.plot))
-        print(f"figure -> {args.plot}")
+    # the CSV and the figure replace their files together, or neither does
+    with staged_files(*([output, plot] if plot else [output])) as temps:
+        result.to_csv(temps[0])
+        if plot:
+            from .report.plots import simulation_figure
+            simulation_figure(result, temps[1])
+    print(f"{model.name}: {regimen.describe()}; {times.size} time points to day {args.days:g} -> {output}")
+    if plot:
+        print(f"figure -> {plot}")
     if not result.status.ok:
         print(f"cartkin: error: the solver failed: {result.status.message} (later rows are empty)", file=sys.stderr)
         return 1
     return 0
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "tif", "tiff", "eps", "ps", "webp")
+
+
+def _figure_path(text: str, flag: str) -> Path:
+    """A figure file to write, checked before any work: a known format (a name without one gets .png)."""
+    path = check_writable(text, "figure")
+    if path.is_dir():
+        raise CartkinError(f"{flag} {text}: is a folder; give a file name such as {path / 'figure.png'}")
+    suffix = path.suffix.lower().lstrip(".")
+    if not suffix:
+        return path.with_name(path.name + ".png")
+    if suffix not in FIGURE_FORMATS:
+        raise CartkinError(f"{flag} {text}: unsupported figure format .{suffix} (use one of "
+                           f"{', '.join('.' + f for f in FIGURE_FORMATS)})")
+    return path
 
 
 def _compare(args) -> int:
@@ -250,7 +274,7 @@ def _compare(args) -> int:
 
     from .scenario import Scenario, compare, default_scenario
 
-    check_folder(args.outdir)
+    check_folder(args.outdir, "compare")
     scenario = Scenario.from_toml(args.scenario) if args.scenario else default_scenario()
     population = scenario.population
     if args.patients is not None:
@@ -272,7 +296,7 @@ def _compare(args) -> int:
           f"model {scenario.model.name}, {scenario.horizon:g} days", flush=True)
     result = compare(scenario)
     outdir = Path(args.outdir)
-    with staged_folder(outdir) as stage:
+    with staged_folder(outdir, "compare") as stage:
         files = report.write(result, stage)
         if not args.no_plots:
             files += report.plot(result, stage)
@@ -305,7 +329,7 @@ def _fit(args) -> int:
 
     model = load_model(args.model)
     _check_fit_options(args)
-    check_folder(args.outdir)
+    check_folder(args.outdir, "fit")
     column_map = _pairs(args.map, "--map")
     dvid_map = _pairs([args.dvid], "--dvid") if args.dvid else {}
     covariates = _pairs(args.covariate, "--covariate")
@@ -330,7 +354,7 @@ def _fit(args) -> int:
     result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
                  starts=4 if args.starts is None else args.starts, seed=args.seed, pooled_sigma=args.pooled_sigma,
                  profile=args.profile)
-    with staged_folder(args.outdir) as stage:
+    with staged_folder(args.outdir, "fit") as stage:
         files = report.write(result, stage)
         if not args.no_plots:
             files += report.plot(result, stage)
@@ -384,7 +408,7 @@ def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
                             iterations=iterations, chains=args.chains, seed=args.seed, regimen=regimen,
                             starts=1 if args.starts is None else args.starts, data_source=source, progress=None)
     outdir = Path(args.outdir)
-    with staged_folder(outdir) as stage:
+    with staged_folder(outdir, "fit") as stage:
         files = report.write(result, stage)
         if not args.no_plots:
             files += report.plot(result, stage)
@@ -408,12 +432,13 @@ def _vpc(args) -> int:
     start = time.perf_counter()
     if args.seed < 0:
         raise CartkinError(f"--seed must be >= 0, got {args.seed}")
+    folder = Path(args.fitdir)
+    figure = _figure_path(args.output, "-o") if args.output else \
+        folder / ("pcvpc.png" if args.pred_corrected else "vpc.png")
     fit = load_fit(args.fitdir)
     check = vpc(fit, replicates=args.replicates, prediction_corrected=args.pred_corrected, seed=args.seed,
                 n_bins=args.bins)
-    folder = Path(args.fitdir)
-    figure = Path(args.output) if args.output else folder / ("pcvpc.png" if args.pred_corrected else "vpc.png")
-    with staged_folder(figure.parent) as stage:
+    with staged_folder(figure.parent, "vpc", add=True) as stage:
         table = figure.parent / report.write(check, stage)[0].name
         vpc_figure(check, stage / figure.name)
     failed = f"; {check.failed} simulated subjects could not be solved" if check.failed else ""
@@ -433,8 +458,11 @@ def _export(args) -> int:
     if params:
         model = model.with_defaults(**params)
     text = model.to_sbml(dose_per_kg=args.dose)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+    if args.output is not None:
+        if Path(check_writable(args.output, "output file")).is_dir():
+            raise CartkinError(f"-o {args.output}: is a folder; give a file name")
+        with staged_files(args.output) as temps:
+            temps[0].write_text(text, encoding="utf-8")
         print(f"{model.name}: SBML Level 3 Version 2 -> {args.output}")
     else:
         sys.stdout.write(text)
