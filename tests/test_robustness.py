@@ -288,3 +288,68 @@ def test_simulate_checks_its_paths_first_and_replaces_files_whole(tmp_path, caps
     assert main([*SIM, "-o", str(out), "--plot", str(tmp_path / "fig")]) == 0
     assert f"figure -> {tmp_path / 'fig.png'}" in capsys.readouterr().out
     assert (tmp_path / "fig.png").is_file() and out.read_text().startswith("time,")
+
+
+# --- tracebacks on reachable input become one-line errors ----------------------------------------------
+
+def test_fix_that_the_model_cannot_be_solved_with_is_refused_before_fitting(tmp_path, capsys):
+    data = write(tmp_path / "d.csv", GOOD)
+    refused(["fit", data, "--model", "liu2022", "-o", tmp_path / "out", "--fix", "ka=1e12", "--no-plots"],
+            capsys, tmp_path, "cannot be solved for subject 1 with --fix ka=1e+12")
+
+
+def test_fit_option_mistakes(tmp_path, capsys):
+    data = write(tmp_path / "d.csv", GOOD)
+    refused(["fit", data, "--model", "liu2022", "-o", tmp_path / "out", "--estimate", "rTA0,rTA0"], capsys,
+            tmp_path, "--estimate: rTA0 is named twice")
+    refused(["fit", data, data, "--model", "liu2022", "-o", tmp_path / "out"], capsys, tmp_path,
+            "is given twice")
+
+
+@pytest.mark.parametrize("population, needle", [
+    ('[population.covariate_table]\npath = "w.csv"\ncolumns = "weight"',
+     "population.covariate_table.columns: must be a table"),
+    ('[population.covariate_table]\npath = "latin1.csv"\ncolumns = {WT = "weight"}', "not UTF-8 text"),
+    ('[population.variability]\nrho = 20\nkappa = 40\nk_exh = 30\n[population.correlation]\n'
+     '"rho-kappa" = 0.9\n"rho-k_exh" = 0.9\n"kappa-k_exh" = -0.9',
+     "population.correlation: the correlation matrix is not positive definite"),
+])
+def test_scenario_population_errors_name_the_key(tmp_path, capsys, population, needle):
+    write(tmp_path / "w.csv", "weight\n70\n80\n")
+    (tmp_path / "latin1.csv").write_bytes(b"weight\n70\n80\xe9\n")
+    path = write(tmp_path / "s.toml", scenario_text(population=population))
+    refused(["compare", path, "-o", tmp_path / "out", "--no-plots"], capsys, tmp_path, needle)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    ([*SIM, "--days", "1e9"], "output times (--days 1e+09 / --step 1) need about"),
+    (["simulate", "--days", "10", "--step", "1e-9"], "GB of memory"),
+    (["compare", "-n", "1000000000000", "--no-plots"], "1,000,000,000,000 patients"),
+])
+def test_sizes_beyond_memory_are_refused_with_the_number(tmp_path, capsys, argv, needle):
+    out = ["-o", tmp_path / "x.csv"] if argv[0] == "simulate" else ["-o", tmp_path / "out"]
+    refused([*argv, *out], capsys, tmp_path, needle)
+
+
+def test_huge_scenario_horizon_is_refused(tmp_path, capsys):
+    path = write(tmp_path / "s.toml", scenario_text(horizon="1e9"))
+    refused(["compare", path, "-o", tmp_path / "out", "--no-plots"], capsys, tmp_path, "output times to day 1e+09")
+
+
+def test_regimen_split_checks_its_types():
+    with pytest.raises(CartkinError, match=r"fractions\[0\] must be a number, got '0.5'"):
+        cartkin.Regimen.split(1e6, ["0.5", 0.5], [0, 1])
+    with pytest.raises(CartkinError, match="fractions must be a list of numbers"):
+        cartkin.Regimen.split(1e6, 0.5, [0])
+    with pytest.raises(CartkinError, match="infusion time must be a number"):
+        cartkin.Infusion("1", dose_per_kg=1e5)
+    assert [d.dose_per_kg for d in cartkin.Regimen.split(1e6, [0.25, 0.75], [0, 2])] == [2.5e5, 7.5e5]
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+    env = {**os.environ, "PYTHONPATH": str(Path(cartkin.__file__).parents[1])}
+    proc = subprocess.run(f"{sys.executable} -m cartkin.cli models il10 | true; exit ${{PIPESTATUS[0]}}",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import warnings
 import time
 from pathlib import Path
 
@@ -33,7 +35,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            # numerical warnings (overflow in a draw, a NaN in a summary) are not errors of the input: the
+            # results say what could not be computed; keep stderr for the one-line errors
+            warnings.simplefilter("ignore", RuntimeWarning)
+            code = args.run(args) or 0
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader went away (`cartkin models | head -1`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except CartkinError as exc:
         print(f"cartkin: error: {exc}", file=sys.stderr)
         return 2
@@ -229,6 +242,9 @@ def _simulate(args) -> int:
         raise CartkinError(f"--days must be a positive number of days, got {args.days}")
     if not (math.isfinite(args.step) and 0 < args.step <= args.days):
         raise CartkinError(f"--step must be > 0 and <= --days, got {args.step}")
+    n_times = int(args.days / args.step) + 2
+    _check_memory(3 * 8 * n_times * (len(model.state_names) + len(model.observables)),
+                  f"{n_times:,} output times (--days {args.days:g} / --step {args.step:g})")
     doses = args.dose or []
     days = args.day or [0.0] * len(doses)
     if len(days) != len(doses):
@@ -250,6 +266,22 @@ def _simulate(args) -> int:
         print(f"cartkin: error: the solver failed: {result.status.message} (later rows are empty)", file=sys.stderr)
         return 1
     return 0
+
+
+def _memory_limit() -> int:
+    """Bytes a run may plan to use: 80% of the physical memory (8 GB when it cannot be read)."""
+    try:
+        return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _check_memory(nbytes: float, what: str) -> None:
+    """Refuse, before allocating anything, a run whose arrays would not fit in memory."""
+    limit = _memory_limit()
+    if nbytes > limit:
+        raise CartkinError(f"{what} need about {nbytes / 2**30:,.1f} GB of memory, more than the "
+                           f"{limit / 2**30:,.1f} GB available; ask for fewer")
 
 
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "tif", "tiff", "eps", "ps", "webp")
@@ -291,6 +323,13 @@ def _compare(args) -> int:
         if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
             raise CartkinError(f"--threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}")
         numba.set_num_threads(args.threads)
+    model = scenario.model
+    h = scenario.horizon
+    n_times = int(min(28.0, h) / 0.25) + int(max(0.0, h - 28.0)) + 2  # the grid of Scenario.times()
+    n = scenario.population.n
+    width = len(model.state_names) + len(model.observables)
+    _check_memory(8 * (n * len(scenario.arms) * 40 + 2 * min(n, 16_384) * n_times * width),
+                  f"{len(scenario.arms)} arms x {n:,} patients and {n_times:,} output times to day {h:g}")
     start = time.perf_counter()
     print(f"{scenario.name}: {len(scenario.arms)} arms x {scenario.population.n} virtual patients, "
           f"model {scenario.model.name}, {scenario.horizon:g} days", flush=True)
@@ -330,6 +369,10 @@ def _fit(args) -> int:
     model = load_model(args.model)
     _check_fit_options(args)
     check_folder(args.outdir, "fit")
+    resolved = [Path(f).resolve() for f in args.data]
+    for i, f in enumerate(resolved):
+        if f in resolved[:i]:
+            raise CartkinError(f"data file {args.data[i]} is given twice")
     column_map = _pairs(args.map, "--map")
     dvid_map = _pairs([args.dvid], "--dvid") if args.dvid else {}
     covariates = _pairs(args.covariate, "--covariate")
@@ -337,6 +380,9 @@ def _fit(args) -> int:
                      lloq=args.lloq, censor_floor=args.censor_floor, prefix_ids=args.prefix_ids,
                      baseline=args.baseline)
     estimate = [x.strip() for x in args.estimate.split(",") if x.strip()] if args.estimate else None
+    for name in estimate or ():
+        if estimate.count(name) > 1:
+            raise CartkinError(f"--estimate: {name} is named twice; name each parameter once")
     fix = _parse_params(args.fix, "--fix")
     sigma = _parse_params(args.sigma, "--sigma")
     regimen = None

@@ -273,6 +273,9 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
     table_sec = sec.section("covariate_table")  # whole rows of real patients: covariates drawn jointly
     if table_sec.data:
         columns = table_sec.get("columns", dict)
+        if not isinstance(columns, Mapping) or not columns:
+            raise CartkinError(f"{table_sec.key('columns')}: must be a table {{PARAMETER = \"CSV column\"}}, "
+                               f"e.g. columns = {{WT = \"weight\"}}, got {columns!r}")
         for pname, column in columns.items():
             key = f"{table_sec.key('columns')}.{pname}"
             _check_parameter(model, pname, key)
@@ -294,6 +297,12 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
             if pname in cv:
                 raise CartkinError(f"{sec.key('covariates')}.{pname}: {pname} has variability from the fit "
                                    f"({from_fit}); it cannot also have a covariate distribution")
+    if correlation:
+        from ..population.variability import Variability
+        try:  # correlations that cannot hold together: found here, with the key path
+            Variability(cv=cv, correlation=correlation)
+        except CartkinError as exc:
+            raise CartkinError(f"{corr_sec.path}: {exc}") from None
     return PopulationSpec(n=n, seed=seed, variability_cv=cv, correlation=correlation, covariates=covariates,
                           typical=fitted.get("typical", {}), covariate_effects=fitted.get("effects", ()),
                           from_fit=fitted.get("folder", ""))

@@ -75,6 +75,13 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
             raise CartkinError(f"residual parameter {k} must be > 0, got {v}")
     problem = Problem(model, free, fix, error, sigma, regimen, Solver("auto", rtol, atol, 100_000),
                        data.observables_used)
+    if fix:
+        # fixed values the model cannot be solved with fail every start: say so before fitting
+        given = ", ".join(f"{k}={v:g}" for k, v in fix.items())
+        for subject in data.subjects:
+            if problem.predict(subject, problem.base_parameters(subject))[0] is None:
+                raise CartkinError(f"the model cannot be solved for subject {subject.id} with --fix {given} "
+                                   f"(at the default values of the other parameters); check the fixed values")
     callback = as_callback(progress, len(data.subjects), f"fitting {len(data.subjects)} subjects")
     fits, pooled = [], ()
     with single_blas_thread():
