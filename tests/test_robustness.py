@@ -353,3 +353,9 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     proc = subprocess.run(f"{sys.executable} -m cartkin.cli models il10 | true; exit ${{PIPESTATUS[0]}}",
                           shell=True, executable="/bin/bash", capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_read_data_refuses_a_file_given_twice(tmp_path):
+    data = write(tmp_path / "d.csv", GOOD)
+    with pytest.raises(CartkinError, match="d.csv is given twice"):
+        read_data([data, tmp_path / "." / "d.csv"], "liu2022")

@@ -16,8 +16,8 @@ import argparse
 import math
 import os
 import sys
-import warnings
 import time
+import warnings
 from pathlib import Path
 
 from .errors import CartkinError
@@ -369,10 +369,6 @@ def _fit(args) -> int:
     model = load_model(args.model)
     _check_fit_options(args)
     check_folder(args.outdir, "fit")
-    resolved = [Path(f).resolve() for f in args.data]
-    for i, f in enumerate(resolved):
-        if f in resolved[:i]:
-            raise CartkinError(f"data file {args.data[i]} is given twice")
     column_map = _pairs(args.map, "--map")
     dvid_map = _pairs([args.dvid], "--dvid") if args.dvid else {}
     covariates = _pairs(args.covariate, "--covariate")

@@ -367,6 +367,10 @@ def read_data(paths: str | Path | Sequence[str | Path], model: Model | str,
     paths = [Path(p) for p in paths]
     if not paths:
         raise CartkinError("no data files given")
+    resolved = [p.resolve() for p in paths]
+    for i, p in enumerate(resolved):
+        if p in resolved[:i]:
+            raise CartkinError(f"data file {paths[i]} is given twice")
     _check_dose_unit(dose_unit)
     covariates = dict(covariates or {})
     covariates.update(_named_covariates(paths, dict(column_map or {}), model, covariates))
