@@ -26,9 +26,9 @@ GOOD = "ID,TIME,DV,DVID\n1,1,5,nTA\n1,2,7,nTA\n2,1,3,nTA\n"
 
 def test_cli_fit_errors_exit_2(tmp_path, capsys):
     path = write(tmp_path, GOOD)
-    assert main(["fit", str(path), "--model", "liu2022", "--estimate", "rTA0,bogus", "-o", str(tmp_path)]) == 2
+    assert main(["fit", str(path), "--model", "liu2022", "--estimate", "rTA0,bogus", "-o", str(tmp_path / "out")]) == 2
     assert "unknown parameter 'bogus'" in capsys.readouterr().err
-    assert main(["fit", str(path), "--model", "liu2022", "--fix", "rTA0=-1", "-o", str(tmp_path)]) == 2
+    assert main(["fit", str(path), "--model", "liu2022", "--fix", "rTA0=-1", "-o", str(tmp_path / "out")]) == 2
     assert "outside the bounds" in capsys.readouterr().err
     for bad in (["--seed", "-1"], ["--starts", "0"], ["--population", "--vpc", "--replicates", "5"]):
         outdir = tmp_path / "out"

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .errors import CartkinError
 from .stats.error_models import error_model_names
-from .report.output import check_folder, staged_folder
+from .report.output import check_folder, check_writable, staged_files, staged_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +35,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            # numerical warnings (overflow in a draw, a NaN in a summary) are not errors of the input: the
+            # results say what could not be computed; keep stderr for the one-line errors
+            warnings.simplefilter("ignore", RuntimeWarning)
+            code = args.run(args) or 0
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader went away (`cartkin models | head -1`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except CartkinError as exc:
         print(f"cartkin: error: {exc}", file=sys.stderr)
         return 2
@@ -192,18 +205,22 @@ def _models(args) -> int:
     return 0
 
 
-def _parse_params(items: list[str]) -> dict[str, float]:
+def _parse_params(items: list[str], flag: str = "--param") -> dict[str, float]:
     params = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise CartkinError(f"--param {item!r}: expected NAME=VALUE")
+        name = name.strip()
+        if not sep or not name:
+            raise CartkinError(f"{flag} {item!r}: expected NAME=VALUE")
+        if name in params:
+            raise CartkinError(f"{flag} {name} is given twice; give each parameter once")
         try:
-            params[name.strip()] = float(value)
+            number = float(value)
         except ValueError:
-            raise CartkinError(f"--param {item!r}: {value!r} is not a number") from None
-        if not math.isfinite(params[name.strip()]):
-            raise CartkinError(f"--param {item!r}: value must be finite")
+            raise CartkinError(f"{flag} {item!r}: {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise CartkinError(f"{flag} {item!r}: value must be finite")
+        params[name] = number
     return params
 
 
@@ -214,6 +231,10 @@ def _simulate(args) -> int:
     from .model import load_model
     from .simulation import simulate
 
+    output = Path(check_writable(args.output, "output file"))
+    if output.is_dir():
+        raise CartkinError(f"-o {args.output}: is a folder; give a CSV file name")
+    plot = _figure_path(args.plot, "--plot") if args.plot is not None else None
     model = load_model(args.model)
     params = _parse_params(args.param)
     for name in params:
@@ -222,6 +243,9 @@ def _simulate(args) -> int:
         raise CartkinError(f"--days must be a positive number of days, got {args.days}")
     if not (math.isfinite(args.step) and 0 < args.step <= args.days):
         raise CartkinError(f"--step must be > 0 and <= --days, got {args.step}")
+    n_times = int(args.days / args.step) + 2
+    _check_memory(3 * 8 * n_times * (len(model.state_names) + len(model.observables)),
+                  f"{n_times:,} output times (--days {args.days:g} / --step {args.step:g})")
     doses = args.dose or []
     days = args.day or [0.0] * len(doses)
     if len(days) != len(doses):
@@ -230,16 +254,52 @@ def _simulate(args) -> int:
     regimen = Regimen(infusions)
     times = np.unique(np.append(np.arange(0.0, args.days, args.step), args.days))
     result = simulate(model, regimen, times, params, rtol=args.rtol, atol=args.atol, method=args.method)
-    result.to_csv(args.output)
-    print(f"{model.name}: {regimen.describe()}; {times.size} time points to day {args.days:g} -> {args.output}")
-    if args.plot:
-        from .report.plots import simulation_figure
-        simulation_figure(result, Path(args.plot))
-        print(f"figure -> {args.plot}")
+    # the CSV and the figure replace their files together, or neither does
+    with staged_files(*([output, plot] if plot else [output])) as temps:
+        result.to_csv(temps[0])
+        if plot:
+            from .report.plots import simulation_figure
+            simulation_figure(result, temps[1])
+    print(f"{model.name}: {regimen.describe()}; {times.size} time points to day {args.days:g} -> {output}")
+    if plot:
+        print(f"figure -> {plot}")
     if not result.status.ok:
         print(f"cartkin: error: the solver failed: {result.status.message} (later rows are empty)", file=sys.stderr)
         return 1
     return 0
+
+
+def _memory_limit() -> int:
+    """Bytes a run may plan to use: 80% of the physical memory (8 GB when it cannot be read)."""
+    try:
+        return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _check_memory(nbytes: float, what: str) -> None:
+    """Refuse, before allocating anything, a run whose arrays would not fit in memory."""
+    limit = _memory_limit()
+    if nbytes > limit:
+        raise CartkinError(f"{what} need about {nbytes / 2**30:,.1f} GB of memory, more than the "
+                           f"{limit / 2**30:,.1f} GB available; ask for fewer")
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "tif", "tiff", "eps", "ps", "webp")
+
+
+def _figure_path(text: str, flag: str) -> Path:
+    """A figure file to write, checked before any work: a known format (a name without one gets .png)."""
+    path = check_writable(text, "figure")
+    if path.is_dir():
+        raise CartkinError(f"{flag} {text}: is a folder; give a file name such as {path / 'figure.png'}")
+    suffix = path.suffix.lower().lstrip(".")
+    if not suffix:
+        return path.with_name(path.name + ".png")
+    if suffix not in FIGURE_FORMATS:
+        raise CartkinError(f"{flag} {text}: unsupported figure format .{suffix} (use one of "
+                           f"{', '.join('.' + f for f in FIGURE_FORMATS)})")
+    return path
 
 
 def _compare(args) -> int:
@@ -247,7 +307,7 @@ def _compare(args) -> int:
 
     from .scenario import Scenario, compare, default_scenario
 
-    check_folder(args.outdir)
+    check_folder(args.outdir, "compare")
     scenario = Scenario.from_toml(args.scenario) if args.scenario else default_scenario()
     population = scenario.population
     if args.patients is not None:
@@ -264,13 +324,20 @@ def _compare(args) -> int:
         if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
             raise CartkinError(f"--threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}")
         numba.set_num_threads(args.threads)
+    model = scenario.model
+    h = scenario.horizon
+    n_times = int(min(28.0, h) / 0.25) + int(max(0.0, h - 28.0)) + 2  # the grid of Scenario.times()
+    n = scenario.population.n
+    width = len(model.state_names) + len(model.observables)
+    _check_memory(8 * (n * len(scenario.arms) * 40 + 2 * min(n, 16_384) * n_times * width),
+                  f"{len(scenario.arms)} arms x {n:,} patients and {n_times:,} output times to day {h:g}")
     start = time.perf_counter()
     print(f"{scenario.name}: {len(scenario.arms)} arms x {scenario.population.n} virtual patients, "
           f"model {scenario.model.name}, {scenario.horizon:g} days", flush=True)
     result = compare(scenario)
     from . import report
     outdir = Path(args.outdir)
-    with staged_folder(outdir) as stage:
+    with staged_folder(outdir, "compare") as stage:
         files = report.write(result, stage)
         if not args.no_plots:
             files += report.plot(result, stage)
@@ -285,9 +352,13 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     for item in items:
         for part in filter(None, (x.strip() for x in item.split(","))):
             key, sep, value = part.partition("=")
+            key, value = key.strip(), value.strip()
             if not sep or not key or not value:
                 raise CartkinError(f"{flag} {part!r}: expected A=B")
-            out[key.strip()] = value.strip()
+            if key in out:
+                raise CartkinError(f"{flag}: {key} is given twice ({key}={out[key]} and {key}={value}); give each "
+                                   f"key once")
+            out[key] = value
     return out
 
 
@@ -299,7 +370,7 @@ def _fit(args) -> int:
 
     model = load_model(args.model)
     _check_fit_options(args)
-    check_folder(args.outdir)
+    check_folder(args.outdir, "fit")
     column_map = _pairs(args.map, "--map")
     dvid_map = _pairs([args.dvid], "--dvid") if args.dvid else {}
     covariates = _pairs(args.covariate, "--covariate")
@@ -307,15 +378,20 @@ def _fit(args) -> int:
                      lloq=args.lloq, censor_floor=args.censor_floor, prefix_ids=args.prefix_ids,
                      baseline=args.baseline)
     estimate = [x.strip() for x in args.estimate.split(",") if x.strip()] if args.estimate else None
-    fix = _parse_params(args.fix)
-    sigma = _parse_params(args.sigma)
+    for name in estimate or ():
+        if estimate.count(name) > 1:
+            raise CartkinError(f"--estimate: {name} is named twice; name each parameter once")
+    fix = _parse_params(args.fix, "--fix")
+    sigma = _parse_params(args.sigma, "--sigma")
     regimen = None
     if args.dose is not None:
         regimen = Regimen.single(dose_per_kg=args.dose)
     print(data.summary(), flush=True)
     from . import report
     if args.population:
+        from .estimation.population.fit_file import file_sha256
         source = {"files": [str(Path(f).resolve()) for f in args.data],
+                  "sha256": [file_sha256(f) for f in args.data],
                   "options": {"column_map": column_map, "dvid_map": dvid_map, "covariates": covariates,
                               "lloq": args.lloq, "censor_floor": args.censor_floor, "prefix_ids": args.prefix_ids,
                               "baseline": args.baseline}}
@@ -323,7 +399,7 @@ def _fit(args) -> int:
     result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
                  starts=4 if args.starts is None else args.starts, seed=args.seed, pooled_sigma=args.pooled_sigma,
                  profile=args.profile)
-    with staged_folder(args.outdir) as stage:
+    with staged_folder(args.outdir, "fit") as stage:
         files = report.write(result, stage)
         if not args.no_plots:
             files += report.plot(result, stage)
@@ -378,7 +454,7 @@ def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
                             iterations=iterations, chains=args.chains, seed=args.seed, regimen=regimen,
                             starts=1 if args.starts is None else args.starts, data_source=source, progress=None)
     outdir = Path(args.outdir)
-    with staged_folder(outdir) as stage:
+    with staged_folder(outdir, "fit") as stage:
         files = report.write(result, stage)
         if not args.no_plots:
             files += report.plot(result, stage)
@@ -403,12 +479,13 @@ def _vpc(args) -> int:
     start = time.perf_counter()
     if args.seed < 0:
         raise CartkinError(f"--seed must be >= 0, got {args.seed}")
+    folder = Path(args.fitdir)
+    figure = _figure_path(args.output, "-o") if args.output else \
+        folder / ("pcvpc.png" if args.pred_corrected else "vpc.png")
     fit = load_fit(args.fitdir)
     check = vpc(fit, replicates=args.replicates, prediction_corrected=args.pred_corrected, seed=args.seed,
                 n_bins=args.bins)
-    folder = Path(args.fitdir)
-    figure = Path(args.output) if args.output else folder / ("pcvpc.png" if args.pred_corrected else "vpc.png")
-    with staged_folder(figure.parent) as stage:
+    with staged_folder(figure.parent, "vpc", add=True) as stage:
         table = figure.parent / report.write(check, stage)[0].name
         vpc_figure(check, stage / figure.name)
     failed = f"; {check.failed} simulated subjects could not be solved" if check.failed else ""
@@ -429,8 +506,11 @@ def _export(args) -> int:
         model = model.with_defaults(**params)
     from .model.export import to_sbml
     text = to_sbml(model, dose_per_kg=args.dose)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+    if args.output is not None:
+        if Path(check_writable(args.output, "output file")).is_dir():
+            raise CartkinError(f"-o {args.output}: is a folder; give a file name")
+        with staged_files(args.output) as temps:
+            temps[0].write_text(text, encoding="utf-8")
         print(f"{model.name}: SBML Level 3 Version 2 -> {args.output}")
     else:
         sys.stdout.write(text)

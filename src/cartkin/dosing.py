@@ -71,6 +71,14 @@ class Regimen:
     def split(cls, total_per_kg: float, fractions: Sequence[float] = (0.1, 0.3, 0.6),
               days: Sequence[float] = (0, 1, 2)) -> "Regimen":
         """A total dose per kg given as fractions on successive days (e.g. 10/30/60%)."""
+        _check_number("split dosing: total_per_kg", total_per_kg)
+        for label, values in (("fractions", fractions), ("days", days)):
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+                raise CartkinError(f"split dosing: {label} must be a list of numbers, got {values!r}")
+            for i, v in enumerate(values):
+                _check_number(f"split dosing: {label}[{i}]", v)
+        fractions = [float(f) for f in fractions]
+        days = [float(d) for d in days]
         if len(fractions) != len(days):
             raise CartkinError(f"split dosing: {len(fractions)} fractions but {len(days)} days")
         if any((not math.isfinite(f)) or f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
@@ -126,6 +134,8 @@ class Regimen:
 
 
 def _check_number(label: str, value) -> None:
+    if isinstance(value, (str, bytes, bool)):  # float("0.5") would pass, and fail later in arithmetic
+        raise CartkinError(f"{label} must be a number, got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):

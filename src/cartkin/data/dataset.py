@@ -367,6 +367,10 @@ def read_data(paths: str | Path | Sequence[str | Path], model: Model | str,
     paths = [Path(p) for p in paths]
     if not paths:
         raise CartkinError("no data files given")
+    resolved = [p.resolve() for p in paths]
+    for i, p in enumerate(resolved):
+        if p in resolved[:i]:
+            raise CartkinError(f"data file {paths[i]} is given twice")
     _check_dose_unit(dose_unit)
     covariates = dict(covariates or {})
     covariates.update(_named_covariates(paths, dict(column_map or {}), model, covariates))
@@ -733,6 +737,10 @@ def _build_subject(sid, rows, rules: _Rules, source: str, regimen: Regimen | Non
         row_lloq = r.get("LLOQ", math.nan)
         if not math.isnan(row_lloq) and row_lloq < 0:
             raise CartkinError(f"{where}: negative {_col(r, 'LLOQ')} {row_lloq:g}")
+        if rules.positive and not censored and dv < 0:
+            # a negative measurement is a data error, not a value below a limit: censoring would hide it
+            raise CartkinError(f"{where}: {_col(r, 'DV')} = {dv:g} is negative; a measurement cannot be below zero "
+                               f"(fix the value, or pass positive=False for additive-error data)")
         if not censored and not math.isnan(row_lloq) and dv < row_lloq:
             censored, limit = True, row_lloq
         if not censored and math.isnan(row_lloq) and k in rules.lloq and dv < rules.lloq[k]:

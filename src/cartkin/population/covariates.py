@@ -168,6 +168,15 @@ def _read_csv(path: str | Path, columns: Sequence[str]) -> dict[str, tuple[float
     path = Path(path)
     if not path.is_file():
         raise CartkinError(f"covariate file not found: {path}")
+    try:
+        return _read_rows(path, columns)
+    except UnicodeDecodeError as exc:
+        raise CartkinError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise CartkinError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def _read_rows(path: Path, columns: Sequence[str]) -> dict[str, tuple[float, ...]]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames
@@ -247,6 +256,9 @@ class EmpiricalTable:
     @classmethod
     def from_csv(cls, path: str | Path, columns: Mapping[str, str] | Sequence[str]) -> "EmpiricalTable":
         """Columns of a CSV file: {parameter name: CSV column} (or a list of names used for both)."""
+        if isinstance(columns, str) or not isinstance(columns, (Mapping, Sequence)):
+            raise CartkinError(f"{path}: columns must map parameter names to CSV columns, e.g. "
+                               f"{{\"WT\": \"weight\"}}, got {columns!r}")
         mapping = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
         if not mapping:
             raise CartkinError(f"{path}: name at least one column to read")

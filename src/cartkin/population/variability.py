@@ -18,6 +18,10 @@ from ..errors import CartkinError
 from ..model.definition import Model, unknown_name_message
 
 
+MAX_OMEGA2 = 100.0  # largest log-scale variance: exp(η) of a 7-SD draw stays finite
+MAX_CV = 100.0 * math.sqrt(math.expm1(MAX_OMEGA2))  # the same limit as a CV% (about 5.2e23 %)
+
+
 def _number(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not math.isfinite(value):
@@ -66,9 +70,15 @@ class Variability:
         for name, v in cv.items():
             if v < 0:
                 raise CartkinError(f"CV of {name} must be >= 0 %, got {v:g}")
+            if v > MAX_CV:
+                raise CartkinError(f"CV of {name} must be between 0 and {MAX_CV:.3g} % (omega {MAX_OMEGA2:g}; "
+                                   f"beyond it parameters overflow to inf), got {v:g}")
         for name, v in omega.items():
             if v < 0:
                 raise CartkinError(f"omega (variance) of {name} must be >= 0, got {v:g}")
+            if v > MAX_OMEGA2:
+                raise CartkinError(f"omega (variance) of {name} must be between 0 and {MAX_OMEGA2:g} (beyond it "
+                                   f"parameters overflow to inf), got {v:g}")
         both = set(cv) & set(omega)
         if both:
             raise CartkinError(f"variability of {sorted(both)[0]} given both as cv and omega; keep one")

@@ -23,7 +23,7 @@ from typing import Sequence
 
 from ..estimation.individual.profile import Profile
 from ..estimation.individual.results import FitResult
-from ..estimation.population.fit_file import FIT_FILE, fit_json, json_default
+from ..estimation.population.fit_file import FIT_FILE, file_sha256, fit_json, json_default
 from ..estimation.population.results import PopulationResult
 from ..estimation.population.vpc import VpcResult
 from ..scenario.compare import Comparison
@@ -82,7 +82,7 @@ def write_population_fit(result: PopulationResult, outdir: Path) -> list[Path]:
         # data built in memory: keep them in standard columns so `cartkin vpc` can read them back
         result.pm.data.to_csv(outdir / "data.csv")
         files.append(outdir / "data.csv")
-        info["data"] = {"files": ["data.csv"], "relative_to_fit": True,
+        info["data"] = {"files": ["data.csv"], "relative_to_fit": True, "sha256": [file_sha256(outdir / "data.csv")],
                         "options": {"covariates": {c: c for c in result.pm.data.covariate_names},
                                     "baseline": "keep"}}
     (outdir / FIT_FILE).write_text(json.dumps(info, indent=1, default=json_default), encoding="utf-8")

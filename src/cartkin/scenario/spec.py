@@ -25,6 +25,7 @@ from ..estimation.population.fit_file import load_fit
 from ..model.definition import Model, unknown_name_message
 from ..model.registry import load_model
 from ..population import covariates as cov
+from ..population.variability import MAX_CV
 from ..stats.covariates import CovariateEffect
 from . import outcomes as registry
 from .outcomes import Outcomes
@@ -203,6 +204,12 @@ def _parse(root: _Section, base: Path | None = None) -> Scenario:
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise CartkinError(f"arms: arm names must be unique (got {names})")
+    check_outcome_settings(outcomes, horizon)
+    for i, arm in enumerate(arms):
+        late = [d.time for d in arm.regimen if d.time >= horizon]
+        if late:
+            raise CartkinError(f"arms[{i + 1}]: an infusion on day {late[0]:g} is at or after the horizon "
+                               f"({horizon:g} d) and has no effect; drop it or lengthen scenario.horizon_days")
     root.finish()
     return Scenario(name=name, model=model, arms=arms, population=population, horizon=horizon,
                     outcomes=outcomes, solver=solver, description=description)
@@ -222,7 +229,8 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
     cv = {}
     for pname in cv_sec.data:
         _check_parameter(model, pname, cv_sec.key(pname))
-        cv[pname] = cv_sec.get(pname, float, check=_non_negative)
+        cv[pname] = cv_sec.get(pname, float, check=lambda v: None if 0 <= v <= MAX_CV else
+                               f"must be between 0 and {MAX_CV:.3g} (CV%; beyond it parameters overflow to inf)")
     cv_sec.finish()
     omega_sec = sec.section("omega")  # the same variability as ω² (variance of the log): CV = sqrt(e^ω² − 1)
     for pname in omega_sec.data:
@@ -259,6 +267,9 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
     table_sec = sec.section("covariate_table")  # whole rows of real patients: covariates drawn jointly
     if table_sec.data:
         columns = table_sec.get("columns", dict)
+        if not isinstance(columns, Mapping) or not columns:
+            raise CartkinError(f"{table_sec.key('columns')}: must be a table {{PARAMETER = \"CSV column\"}}, "
+                               f"e.g. columns = {{WT = \"weight\"}}, got {columns!r}")
         for pname, column in columns.items():
             key = f"{table_sec.key('columns')}.{pname}"
             _check_parameter(model, pname, key)
@@ -280,6 +291,12 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
             if pname in cv:
                 raise CartkinError(f"{sec.key('covariates')}.{pname}: {pname} has variability from the fit "
                                    f"({from_fit}); it cannot also have a covariate distribution")
+    if correlation:
+        from ..population.variability import Variability
+        try:  # correlations that cannot hold together: found here, with the key path
+            Variability(cv=cv, correlation=correlation)
+        except CartkinError as exc:
+            raise CartkinError(f"{corr_sec.path}: {exc}") from None
     return PopulationSpec(n=n, seed=seed, variability_cv=cv, correlation=correlation, covariates=covariates,
                           typical=fitted.get("typical", {}), covariate_effects=fitted.get("effects", ()),
                           from_fit=fitted.get("folder", ""))
@@ -467,6 +484,27 @@ def _within_horizon(value, key: str, horizon: float, strict: bool):
     if value > horizon and strict:
         raise CartkinError(f"{key}: day {value:g} is beyond the horizon ({horizon:g} d)")
     return min(value, horizon)
+
+
+def check_outcome_settings(outcomes: Outcomes, horizon: float) -> None:
+    """Refuse outcome settings that cannot mean anything (each error names its [outcomes] key)."""
+    for name in ("response_threshold", "mrd_threshold"):
+        value = getattr(outcomes, name)
+        if not 0 < value <= 100:
+            raise CartkinError(f"outcomes.{name}: a blast percentage must be > 0 and <= 100, got {value:g}")
+    if outcomes.mrd_threshold > outcomes.response_threshold:
+        raise CartkinError(f"outcomes.mrd_threshold: {outcomes.mrd_threshold:g} % is above the response threshold "
+                           f"({outcomes.response_threshold:g} %); MRD negativity is a deeper response")
+    if not 0 < outcomes.aplasia_fraction <= 1:
+        raise CartkinError(f"outcomes.aplasia_fraction: a fraction of the baseline B cells must be > 0 and <= 1, got "
+                           f"{outcomes.aplasia_fraction:g}")
+    days = list(outcomes.relapse_days)
+    for i in range(1, len(days)):
+        if days[i] <= days[i - 1]:
+            raise CartkinError(f"outcomes.relapse_days[{i}]: days must be increasing without repeats, got "
+                               f"{days[i - 1]:g} then {days[i]:g}")
+    if any(d > horizon for d in days):
+        raise CartkinError(f"outcomes.relapse_days: a day is beyond the horizon ({horizon:g} d)")
 
 
 def _parse_arm(sec: _Section, model: Model) -> Arm:

@@ -53,7 +53,10 @@ def parameter_matrix(model: Model, params, n_subjects: int | None = None) -> np.
     Unlisted parameters take their defaults; unknown names, NaN and out-of-bounds values are errors.
     """
     names = model.parameter_names
-    if isinstance(params, np.ndarray) and params.ndim == 2:
+    if isinstance(params, np.ndarray) and params.ndim != 2:
+        raise CartkinError(f"a parameter matrix must be 2-D (subjects × {len(names)} parameters), got "
+                           f"{params.ndim}-D shape {params.shape}")
+    if isinstance(params, np.ndarray):
         if params.shape[1] != len(names):
             raise CartkinError(f"parameter matrix has {params.shape[1]} columns, model {model.name} "
                                f"has {len(names)} parameters")
@@ -62,6 +65,10 @@ def parameter_matrix(model: Model, params, n_subjects: int | None = None) -> np.
         params = dict(params or {})
         for key in params:
             model.parameter_index(key)  # raises for unknown names
+        for key, value in params.items():
+            if np.ndim(value) > 1:
+                raise CartkinError(f"parameter {key} must be a number or a 1-D array (one value per subject), "
+                                   f"got shape {np.shape(value)}")
         lengths = {np.size(v) for v in params.values() if np.ndim(v) > 0}
         if len(lengths) > 1:
             raise CartkinError(f"parameter arrays differ in length: {sorted(lengths)}")
@@ -73,6 +80,8 @@ def parameter_matrix(model: Model, params, n_subjects: int | None = None) -> np.
                 P[:, j] = np.asarray(value, dtype=float)
             except (TypeError, ValueError):
                 raise CartkinError(f"parameter {name} must be numeric, got {value!r}") from None
+    if P.shape[0] == 0:
+        raise CartkinError("no subjects: the parameter arrays are empty")
     for j, name in enumerate(names):
         col = P[:, j]
         if not np.all(np.isfinite(col)):

@@ -349,7 +349,7 @@ def error_model(name: str | ErrorModel) -> ErrorModel:
     """The error model called `name` (an `ErrorModel` is returned as it is)."""
     if isinstance(name, ErrorModel):
         return name
-    key = ALIASES.get(name, name) if isinstance(name, str) else name
+    key = ALIASES.get(name, name) if isinstance(name, str) else None
     if key not in ERROR_MODELS:
         raise CartkinError(f"unknown residual error model {name!r}; choose one of {', '.join(error_model_names())}")
     return ERROR_MODELS[key]()

@@ -79,6 +79,13 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
             raise CartkinError(f"residual parameter {k} must be > 0, got {v}")
     problem = Problem(model, free, fix, error, sigma, regimen, as_solver(solver, rtol, atol, default=FIT_SOLVER),
                        data.observables_used)
+    if fix:
+        # fixed values the model cannot be solved with fail every start: say so before fitting
+        given = ", ".join(f"{k}={v:g}" for k, v in fix.items())
+        for subject in data.subjects:
+            if problem.predict(subject, problem.base_parameters(subject))[0] is None:
+                raise CartkinError(f"the model cannot be solved for subject {subject.id} with --fix {given} "
+                                   f"(at the default values of the other parameters); check the fixed values")
     callback = as_callback(progress, len(data.subjects), f"fitting {len(data.subjects)} subjects")
     fits, pooled = [], ()
     with single_blas_thread():
@@ -273,7 +280,15 @@ def _summarise(problem: Problem, subject: Subject, best, sigma_fixed: Mapping[st
     except np.linalg.LinAlgError:
         cov = np.linalg.pinv(H)
         warnings.append("information matrix near-singular: some parameters are not identifiable")
-    se_log = np.sqrt(np.clip(np.diag(cov), 0, None))
+        unidentified = _unidentified(H)
+        if unidentified.any():
+            # a pseudo-inverse gives such a parameter SE 0 (a zero-width interval): report no SE instead
+            cov[unidentified, :] = np.nan
+            cov[:, unidentified] = np.nan
+            warnings.append(f"no information on {', '.join(n for n, u in zip(names, unidentified) if u)}: "
+                            f"SE and 95% interval not available (NaN)")
+    with np.errstate(invalid="ignore"):
+        se_log = np.sqrt(np.clip(np.diag(cov), 0, None))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         corr = cov / np.outer(se_log, se_log)
         estimates = np.exp(x)
@@ -298,6 +313,15 @@ def _summarise(problem: Problem, subject: Subject, best, sigma_fixed: Mapping[st
     converged = (bool(best.success) or stationary) and not any("near-singular" in w for w in warnings)
     return SubjectFit(subject.id, names, estimates, estimates * se_log, lower, upper, corr, float(best.fun),
                       subject.n_observations, converged, str(best.message), tuple(warnings), p, log_sigma)
+
+
+def _unidentified(H: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
+    """Parameters with a share in a (near-)null direction of the information matrix H (or a non-finite H)."""
+    if not np.all(np.isfinite(H)):
+        return np.ones(H.shape[0], dtype=bool)
+    eig, vectors = np.linalg.eigh(H)
+    null = eig <= max(eig.max(), 0.0) * rtol
+    return np.sum(vectors[:, null] ** 2, axis=1) > 1e-6
 
 
 def _hessian(objective, x, step=1e-4):

@@ -107,6 +107,8 @@ class FitResult:
         rows = []
         for fit, subject in zip(self.fits, self.data.subjects):
             pred, _ = self.problem.predict(subject, fit.parameters)
+            if pred is None:  # a failed fit (no start could be solved): no predictions
+                pred = np.full(subject.n_observations, np.nan)
             log_sigma = fit.log_sigma
             iwres = np.full(subject.n_observations, np.nan)
             for k in np.unique(subject.observable_index):

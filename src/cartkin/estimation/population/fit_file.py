@@ -5,8 +5,10 @@ it back (with ``with_data=True`` the data too, as the fit read them) for `cartki
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -19,6 +21,7 @@ from ...errors import CartkinError
 from ...model.registry import load_model
 from ...solve.solver import Solver
 from ...stats.covariates import CovariateEffect
+from ...stats.error_models import error_model
 from .model import PopulationModel
 from .results import PopulationEstimates
 
@@ -139,11 +142,12 @@ def load_fit(fitdir, with_data: bool = True) -> LoadedFit:
     try:
         model = load_model(info["model"])
         est = info["estimates"]
+        _check_estimates(info, model)
         q = len(info["parameters"])
         omega = np.array(est["omega"], dtype=float).reshape(q, q)
         estimates = PopulationEstimates(np.array(est["fixed_effects"], dtype=float), omega,
                                         np.array([est["sigma"][k] for k in est["sigma"]], dtype=float))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # CartkinError is a ValueError
         raise CartkinError(f"{path}: incomplete or damaged fit file ({exc})") from None
     pm = None
     if with_data:
@@ -155,6 +159,7 @@ def load_fit(fitdir, with_data: bool = True) -> LoadedFit:
         for p in paths:
             if not p.is_file():
                 raise CartkinError(f"data file not found: {p} (the fit in {folder} read its data from there)")
+        _check_hashes(path, paths, source.get("sha256"))
         options = _read_options(source.get("options") or {})
         data = read_data(paths, model, **options)
         solver = info.get("solver", {})
@@ -168,6 +173,72 @@ def load_fit(fitdir, with_data: bool = True) -> LoadedFit:
             raise CartkinError(f"{path}: the data now hold observables {', '.join(pm.observables)}, the fit used "
                                f"{', '.join(info['observables'])}")
     return LoadedFit(folder, info, pm, estimates)
+
+
+MAX_OMEGA2 = 100.0  # variance of a log parameter: beyond it exp(η) overflows for ordinary draws
+
+
+def _check_estimates(info: dict, model) -> None:
+    """Refuse estimates no fit can produce (a hand-edited or damaged fit.json) before anything is simulated."""
+    est = info["estimates"]
+    names = info["parameters"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise CartkinError("parameters must be a non-empty list of names")
+    for n in names:
+        model.parameter_index(n)
+    try:
+        error = error_model(info.get("error"))
+    except CartkinError as exc:
+        raise CartkinError(f"error: {exc}") from None
+    q = len(names)
+    n_effects = len(info.get("covariate_effects", []))
+    fixed = np.array(est["fixed_effects"], dtype=float)
+    if fixed.shape != (q + n_effects,) or not np.all(np.isfinite(fixed)):
+        raise CartkinError(f"estimates.fixed_effects must be {q + n_effects} finite numbers (one per parameter and "
+                           f"covariate effect), got {est['fixed_effects']!r}")
+    if not np.all(np.isfinite(np.exp(fixed[:q]))) or np.any(np.exp(fixed[:q]) == 0):
+        raise CartkinError("estimates.fixed_effects: a typical value overflows (exp of the log value)")
+    omega = np.array(est["omega"], dtype=float)
+    if omega.shape != (q, q) or not np.all(np.isfinite(omega)) or not np.allclose(omega, omega.T):
+        raise CartkinError(f"estimates.omega must be a symmetric {q} x {q} matrix of finite numbers")
+    if np.any(np.diag(omega) > MAX_OMEGA2):
+        raise CartkinError(f"estimates.omega: a variance above {MAX_OMEGA2:g} (log scale) makes parameters overflow "
+                           f"to inf, got {np.diag(omega).max():g}")
+    if np.any(np.diag(omega) < 0) or np.linalg.eigvalsh(omega).min() < -1e-10 * max(1.0, np.abs(omega).max()):
+        raise CartkinError("estimates.omega is not positive semi-definite (not a covariance matrix)")
+    sigma = est["sigma"]
+    expected = error.sigma_names(info.get("observables") or [])
+    if not isinstance(sigma, dict) or (info.get("observables") and set(sigma) != set(expected)):
+        raise CartkinError(f"estimates.sigma must give {', '.join(expected) or 'the residual SDs'}, got "
+                           f"{', '.join(sigma) if isinstance(sigma, dict) else repr(sigma)}")
+    for k, v in sigma.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+            raise CartkinError(f"estimates.sigma.{k} must be a finite number > 0, got {v!r}")
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a file's content (hex), recorded in fit.json for each data file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_hashes(fit_path: Path, paths: list[Path], recorded) -> None:
+    """Refuse data files whose content changed since the fit; a fit.json without hashes (written by an
+    older cartkin) is accepted with a warning."""
+    if recorded is None:
+        print(f"cartkin: warning: {fit_path} records no content hash of its data files (an older cartkin wrote "
+              f"it); cannot check that {', '.join(p.name for p in paths)} are unchanged since the fit",
+              file=sys.stderr)
+        return
+    if not isinstance(recorded, list) or len(recorded) != len(paths):
+        raise CartkinError(f"{fit_path}: data.sha256 must hold one hash per data file")
+    for p, digest in zip(paths, recorded):
+        if file_sha256(p) != digest:
+            raise CartkinError(f"data file {p} changed since the fit in {fit_path.parent} (its sha256 differs "
+                               f"from the one in {fit_path.name}); refit, or restore the file")
 
 
 def _read_options(options: Mapping) -> dict:
