@@ -183,12 +183,12 @@ def scenario_text(population="", outcomes="", arms=None, horizon=60):
 
 
 @pytest.mark.parametrize("kwargs, needle", [
-    (dict(outcomes="response_threshold = 150"), "outcomes.response_threshold: a blast percentage"),
-    (dict(outcomes="mrd_threshold = 120\nresponse_threshold = 100"), "outcomes.mrd_threshold: a blast"),
+    (dict(outcomes="response_threshold = 150"), "outcomes.response_threshold: a percentage must be > 0 and <= 100"),
+    (dict(outcomes="mrd_threshold = 120\nresponse_threshold = 100"), "outcomes.mrd_threshold: a percentage"),
     (dict(outcomes="aplasia_fraction = 1.5"), "outcomes.aplasia_fraction"),
     (dict(outcomes="mrd_threshold = 6\nresponse_threshold = 5"), "above the response threshold"),
-    (dict(outcomes="relapse_days = [30, 20]"), "outcomes.relapse_days[1]: days must be increasing"),
-    (dict(outcomes="relapse_days = [30, 30]"), "outcomes.relapse_days[1]"),
+    (dict(outcomes="relapse_days = [30, 20]"), "outcomes.response.relapse_days[1]: days must be increasing"),
+    (dict(outcomes="relapse_days = [30, 30]"), "relapse_days[1]: days must be increasing without repeats"),
     (dict(arms='[[arms]]\nname = "late"\nregimen = {dose_per_kg = 1e5, time = 90}\n'),
      "arms[1]: an infusion on day 90 is at or after the horizon"),
     (dict(population="[population.variability]\nrho = 1e300"), "population.variability.rho: must be between 0"),

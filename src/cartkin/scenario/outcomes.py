@@ -58,7 +58,8 @@ HALF_LIFE_CAP = 10
 
 def setting(default: Any = MISSING, *, refers_to: str = "", check: str = "", day: bool = False):
     """A settings field. refers_to: "observable", "observable or state" or "parameter" (the model must have
-    the name; for a list every name, for a table every key); check: "positive" or "non_negative";
+    the name; for a list every name, for a table every key); check: "positive", "non_negative", "percent"
+    (in (0, 100]) or "fraction" (in (0, 1]);
     day: a day (or days) within the horizon (a default beyond it is clipped, a given one is an error)."""
     metadata = {"refers_to": refers_to, "check": check, "day": day}
     if isinstance(default, (list, dict)):
@@ -197,9 +198,18 @@ register(Outcome("exposure", ExposureSettings, _exposure, _exposure_summary, _ex
 class ResponseSettings:
     observable: str = setting(refers_to="observable")  # marrow blast %
     day: float = setting(28.0, check="positive", day=True)  # response assessed on this day
-    threshold: float = setting(5.0, check="positive")  # blast % below which a patient responds
-    mrd_threshold: float = setting(0.01, check="positive")  # blast % below which a responder is MRD-negative
+    threshold: float = setting(5.0, check="percent")  # blast % below which a patient responds
+    mrd_threshold: float = setting(0.01, check="percent")  # blast % below which a responder is MRD-negative
     relapse_days: tuple[float, ...] = setting([182.5, 365.0], check="positive", day=True)  # relapse-free at
+
+    def __post_init__(self):
+        if self.mrd_threshold > self.threshold:
+            raise CartkinError(f"mrd_threshold: {self.mrd_threshold:g} % is above the response threshold "
+                               f"({self.threshold:g} %); MRD negativity is a deeper response")
+        for i in range(1, len(self.relapse_days)):
+            if self.relapse_days[i] <= self.relapse_days[i - 1]:
+                raise CartkinError(f"relapse_days[{i}]: days must be increasing without repeats, got "
+                                   f"{self.relapse_days[i - 1]:g} then {self.relapse_days[i]:g}")
 
 
 def _response(times, observables, parameters, s: ResponseSettings) -> dict:
@@ -241,7 +251,7 @@ register(Outcome("response", ResponseSettings, _response, _response_summary, _re
 class AplasiaSettings:
     observable: str = setting(refers_to="observable")  # e.g. B cells
     baseline: str = setting(refers_to="parameter")  # each patient's baseline level of it
-    fraction: float = setting(0.1, check="positive")  # aplasia while observable < fraction × baseline
+    fraction: float = setting(0.1, check="fraction")  # aplasia while observable < fraction × baseline
     label: str = setting("aplasia")  # column header (with " d") and report text
 
 

@@ -204,7 +204,6 @@ def _parse(root: _Section, base: Path | None = None) -> Scenario:
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise CartkinError(f"arms: arm names must be unique (got {names})")
-    check_outcome_settings(outcomes, horizon)
     for i, arm in enumerate(arms):
         late = [d.time for d in arm.regimen if d.time >= horizon]
         if late:
@@ -406,7 +405,9 @@ def _legacy_outcomes(sec: _Section, model: Model, horizon: float) -> Outcomes:
     return Outcomes(tuple(entries))
 
 
-_CHECKS = {"": None, "positive": _positive, "non_negative": _non_negative}
+_CHECKS = {"": None, "positive": _positive, "non_negative": _non_negative,
+           "percent": lambda v: None if 0 < v <= 100 else "a percentage must be > 0 and <= 100",
+           "fraction": lambda v: None if 0 < v <= 1 else "a fraction must be > 0 and <= 1"}
 
 
 def _outcome_settings(outcome, raw: Mapping, key, explicit: set, model: Model, horizon: float, path: str,
@@ -484,27 +485,6 @@ def _within_horizon(value, key: str, horizon: float, strict: bool):
     if value > horizon and strict:
         raise CartkinError(f"{key}: day {value:g} is beyond the horizon ({horizon:g} d)")
     return min(value, horizon)
-
-
-def check_outcome_settings(outcomes: Outcomes, horizon: float) -> None:
-    """Refuse outcome settings that cannot mean anything (each error names its [outcomes] key)."""
-    for name in ("response_threshold", "mrd_threshold"):
-        value = getattr(outcomes, name)
-        if not 0 < value <= 100:
-            raise CartkinError(f"outcomes.{name}: a blast percentage must be > 0 and <= 100, got {value:g}")
-    if outcomes.mrd_threshold > outcomes.response_threshold:
-        raise CartkinError(f"outcomes.mrd_threshold: {outcomes.mrd_threshold:g} % is above the response threshold "
-                           f"({outcomes.response_threshold:g} %); MRD negativity is a deeper response")
-    if not 0 < outcomes.aplasia_fraction <= 1:
-        raise CartkinError(f"outcomes.aplasia_fraction: a fraction of the baseline B cells must be > 0 and <= 1, got "
-                           f"{outcomes.aplasia_fraction:g}")
-    days = list(outcomes.relapse_days)
-    for i in range(1, len(days)):
-        if days[i] <= days[i - 1]:
-            raise CartkinError(f"outcomes.relapse_days[{i}]: days must be increasing without repeats, got "
-                               f"{days[i - 1]:g} then {days[i]:g}")
-    if any(d > horizon for d in days):
-        raise CartkinError(f"outcomes.relapse_days: a day is beyond the horizon ({horizon:g} d)")
 
 
 def _parse_arm(sec: _Section, model: Model) -> Arm:
