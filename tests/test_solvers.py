@@ -9,6 +9,10 @@ import pytest
 import cartkin
 from reference import reference_solution
 
+#: the scipy references take minutes of pure-Python Radau steps: with pytest-xdist (--dist loadgroup) this
+#: module runs on one worker, so its module fixture is computed once per run, not once per worker
+pytestmark = pytest.mark.xdist_group("scipy_radau_references")
+
 N_SETS = 50
 HORIZON = {"il10": 120.0, "stein2019": 200.0, "liu2022": 120.0}
 SPLIT = cartkin.Regimen.split(total_per_kg=2e5, fractions=(0.1, 0.3, 0.6), days=(0, 1, 2))
