@@ -1,0 +1,127 @@
+"""Runs on a Dask cluster equal runs in one process, bit for bit; faults and interrupts leave nothing behind.
+
+Uses a LocalCluster of two worker processes (one thread each). Skipped only if dask.distributed is not
+installed (it is in the test extra: pip install -e ".[test]").
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import cartkin
+from cartkin import CartkinError
+from cartkin.execution import DaskExecutor, InProcess, connect, executor, using
+
+distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed "
+                                                        "(pip install \"cartkin[distributed]\")")
+
+TIMES = np.linspace(0.0, 56.0, 15)
+REGIMEN = cartkin.Regimen.single(dose_per_kg=1e5)
+@pytest.fixture(scope="module")
+def client():
+    # workers are spawned processes: they inherit this environment (PYTHONPATH, CARTKIN_CACHE_DIR)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+        c.wait_for_workers(2, timeout=60)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def population():
+    return cartkin.Population("il10", n=6000, seed=5,
+                              variability=cartkin.Variability(cv={"rho": 20, "kappa": 30, "k_exh": 30}),
+                              covariates={"L0": cartkin.population.LogNormal(1000.0, 150.0)})
+
+
+@pytest.fixture(scope="module")
+def in_process(population):
+    return cartkin.simulate_summaries("il10", REGIMEN, TIMES, population, progress=False)
+
+
+def assert_same(a, b):
+    assert set(a.values) == set(b.values)
+    for name in a.values:
+        np.testing.assert_array_equal(a.values[name], b.values[name], err_msg=name)
+    np.testing.assert_array_equal(a.codes, b.codes)
+    np.testing.assert_array_equal(a.counters, b.counters)
+
+
+def test_workers_run_this_cartkin(client):
+    files = client.run(lambda: __import__("cartkin").__file__)
+    assert set(files.values()) == {cartkin.__file__}
+
+
+def test_importing_cartkin_never_imports_dask():
+    code = ("import sys, cartkin, cartkin.cli, cartkin.scenario, cartkin.execution; "
+            "assert not {'dask', 'distributed'} & set(sys.modules), sorted(m for m in sys.modules if 'dask' in m)")
+    subprocess.run([sys.executable, "-c", code], check=True, env=os.environ.copy())
+
+
+def test_simulate_summaries_on_a_cluster_equal_one_process(client, population, in_process):
+    for chunk in (500, 777):
+        on_cluster = cartkin.simulate_summaries("il10", REGIMEN, TIMES, population, chunk_size=chunk,
+                                                progress=False, client=client)
+        assert_same(in_process, on_cluster)
+    # the same through the context manager, with a plain matrix and a custom model copy (sent by value)
+    custom = cartkin.Model(**{f: getattr(population.model, f) for f in
+                              ("name", "states", "parameter_info", "equations", "observable_info", "initial",
+                               "dose", "breakpoints")} | {"description": "a copy"})
+    with using(client):
+        assert isinstance(executor(), DaskExecutor)
+        matrix = cartkin.simulate_summaries(custom, REGIMEN, TIMES, population.parameters(0, 1000), chunk_size=300,
+                                            progress=False)
+    assert isinstance(executor(), InProcess)
+    for name, v in matrix.values.items():
+        np.testing.assert_array_equal(v, in_process.values[name][:1000])
+
+
+def test_progress_counts_every_subject_on_a_cluster(client, population):
+    seen = []
+    cartkin.simulate_summaries("il10", REGIMEN, TIMES[:5], cartkin.Population("il10", n=900, seed=1),
+                               chunk_size=250, progress=seen.append, client=client)
+    assert seen == sorted(seen) and seen[-1] == 900 and len(seen) == 4
+
+
+def test_a_worker_killed_mid_run_is_recomputed_identically(client, population, in_process):
+    pids = client.run(os.getpid)
+    victim = next(iter(pids.values()))
+    killed = []
+
+    def kill_once(done):  # on the first finished chunk, one worker process dies (SIGKILL: no goodbye)
+        if not killed:
+            os.kill(victim, signal.SIGKILL)
+            killed.append(done)
+
+    start = time.perf_counter()
+    on_cluster = cartkin.simulate_summaries("il10", REGIMEN, TIMES, population, chunk_size=250,
+                                            progress=kill_once, client=client)
+    assert killed and killed[0] < population.n
+    assert_same(in_process, on_cluster)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts the worker, for the tests that follow
+    assert victim not in client.run(os.getpid).values()
+    assert time.perf_counter() - start < 60
+
+
+def test_interrupt_cancels_every_submitted_chunk(client, population):
+    def interrupt(done):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cartkin.simulate_summaries("il10", REGIMEN, TIMES, population, chunk_size=200, progress=interrupt,
+                                   client=client)
+    deadline = time.monotonic() + 20
+    while (left := client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == 0
+
+
+def test_client_must_be_a_client():
+    with pytest.raises(CartkinError, match="distributed.Client"):
+        executor("tcp://127.0.0.1:8786")
+    with connect() as nothing:
+        assert nothing is None
