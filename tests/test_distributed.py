@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -14,13 +15,58 @@ import pytest
 
 import cartkin
 from cartkin import CartkinError
+from cartkin.cli import main
 from cartkin.execution import DaskExecutor, InProcess, connect, executor, using
+from cartkin.scenario import Scenario, compare
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed "
                                                         "(pip install \"cartkin[distributed]\")")
 
 TIMES = np.linspace(0.0, 56.0, 15)
 REGIMEN = cartkin.Regimen.single(dose_per_kg=1e5)
+SCENARIO = textwrap.dedent("""
+    [scenario]
+    name = "short"
+    model = "il10"
+    horizon_days = 60
+
+    [population]
+    n = 2000
+    seed = 11
+
+    [population.variability]
+    rho = 20
+    kappa = 40
+    k_exh = 40
+    B0 = 30
+
+    [population.covariates]
+    L0 = { distribution = "lognormal", median = 1000, cv = 150 }
+
+    [outcomes.exposure]
+    observable = "car_blood"
+    limit = 0.1
+
+    [outcomes.response]
+    observable = "blast_pct"
+    day = 28
+    relapse_days = [56]
+
+    [outcomes.peak]
+    observables = ["il6"]
+
+    [[arms]]
+    name = "IL-10 CAR T"
+    parameters = { armored = 1 }
+    regimen = { dose_per_kg = 0.1e6 }
+
+    [[arms]]
+    name = "conventional"
+    parameters = { armored = 0 }
+    regimen = { dose_per_kg = 1e6 }
+""")
+
+
 @pytest.fixture(scope="module")
 def client():
     # workers are spawned processes: they inherit this environment (PYTHONPATH, CARTKIN_CACHE_DIR)
@@ -86,6 +132,33 @@ def test_progress_counts_every_subject_on_a_cluster(client, population):
     assert seen == sorted(seen) and seen[-1] == 900 and len(seen) == 4
 
 
+def compare_files(tmp_path, name, **options):
+    from cartkin import report
+    scenario = Scenario.from_toml(tmp_path / "short.toml")
+    folder = tmp_path / name
+    folder.mkdir()
+    report.write(compare(scenario, progress=False, **options), folder)
+    return {f: (folder / f).read_bytes() for f in ("summary.csv", "patients.csv")}
+
+
+def test_compare_on_a_cluster_writes_identical_tables(client, tmp_path):
+    (tmp_path / "short.toml").write_text(SCENARIO)
+    here = compare_files(tmp_path, "here")
+    assert here["patients.csv"].count(b"\n") > 2 * 2000
+    assert compare_files(tmp_path, "cluster", client=client) == here
+    assert compare_files(tmp_path, "cluster-333", client=client, chunk_size=333) == here
+
+
+def test_cli_compare_with_a_local_cluster(tmp_path):
+    (tmp_path / "short.toml").write_text(SCENARIO)
+    toml = str(tmp_path / "short.toml")
+    assert main(["compare", toml, "-n", "400", "--no-plots", "-o", str(tmp_path / "here")]) == 0
+    assert main(["compare", toml, "-n", "400", "--no-plots", "-o", str(tmp_path / "cluster"),
+                 "--cluster", "local:2"]) == 0
+    for f in ("summary.csv", "patients.csv"):
+        assert (tmp_path / "here" / f).read_bytes() == (tmp_path / "cluster" / f).read_bytes()
+
+
 def test_a_worker_killed_mid_run_is_recomputed_identically(client, population, in_process):
     pids = client.run(os.getpid)
     victim = next(iter(pids.values()))
@@ -118,6 +191,36 @@ def test_interrupt_cancels_every_submitted_chunk(client, population):
             and time.monotonic() < deadline:
         time.sleep(0.1)
     assert left == 0
+
+
+def test_interrupted_cli_run_writes_no_folder(tmp_path, monkeypatch, capsys):
+    import cartkin.scenario as scenario_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scenario_module, "compare", interrupted)
+    assert main(["compare", "-n", "10", "-o", str(tmp_path / "out"), "--cluster", "local:1"]) == 130
+    assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+def test_unreachable_scheduler_is_one_line_naming_it(tmp_path, capsys):
+    start = time.perf_counter()
+    code = main(["compare", "-n", "10", "-o", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "tcp://127.0.0.1:9" in err, err
+    assert time.perf_counter() - start < 20
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cluster", "remote:2"], "expected local:N"),
+    (["--cluster", "local:0"], "expected local:N"),
+    (["--cluster", "local:1", "--scheduler", "tcp://127.0.0.1:9"], "not both"),
+])
+def test_bad_cluster_options(tmp_path, capsys, argv, message):
+    assert main(["compare", "-n", "10", "-o", str(tmp_path / "out"), *argv]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_client_must_be_a_client():

@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="override the population seed")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--threads", type=int, help="number of threads (default: all cores)")
+    _cluster_options(p)
     p.set_defaults(run=_compare)
 
     p = sub.add_parser("fit", help="fit each subject of a NONMEM-style data file by maximum likelihood")
@@ -164,6 +165,12 @@ def _solver_options(p: argparse.ArgumentParser) -> None:
                    help="integrator (default auto: Dormand–Prince, Rodas once stiff)")
     p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
     p.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance (default 1e-9)")
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group('Dask cluster (pip install "cartkin[distributed]"); same numbers as one process')
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the chunks on a running Dask cluster")
+    g.add_argument("--cluster", metavar="local:N", help="start a local Dask cluster of N worker processes")
 
 
 def _models(args) -> int:
@@ -265,7 +272,9 @@ def _compare(args) -> int:
     start = time.perf_counter()
     print(f"{scenario.name}: {len(scenario.arms)} arms x {scenario.population.n} virtual patients, "
           f"model {scenario.model.name}, {scenario.horizon:g} days", flush=True)
-    result = compare(scenario)
+    from .execution import connect
+    with connect(args.scheduler, args.cluster) as client:
+        result = compare(scenario, client=client)
     from . import report
     outdir = Path(args.outdir)
     with staged_folder(outdir) as stage:
