@@ -228,3 +228,36 @@ def test_client_must_be_a_client():
         executor("tcp://127.0.0.1:8786")
     with connect() as nothing:
         assert nothing is None
+
+
+def test_individual_fits_on_a_cluster_equal_one_process(client):
+    from cartkin.data import Dataset
+    from cartkin.data.dataset import Subject
+    from cartkin.estimation import fit
+
+    model = cartkin.load_model("liu2022")
+    rng = np.random.default_rng(3)
+    times = np.array([1.0, 2, 4, 7, 14, 28, 56])
+    subjects = []
+    for i in range(4):
+        truth = {q: model.parameters[q] * np.exp(rng.normal(0, 0.2)) for q in ("rTA0", "lTA0")}
+        y = cartkin.simulate(model, None, times, truth).observable(model.observables[0])
+        y = y * np.exp(rng.normal(0, 0.2, times.size))
+        subjects.append(Subject(str(i + 1), times, y, np.zeros(times.size, dtype=int), np.zeros(times.size, bool),
+                                np.full(times.size, np.nan)))
+    data = Dataset(tuple(subjects), model.observables[:1])
+    options = dict(estimate=["rTA0", "lTA0"], starts=2, seed=4, sigma={"sigma_nTA": 0.2})
+    here = fit(model, data, progress=False, **options)
+    there = fit(model, data, progress=False, client=client, **options)
+    for a, b in zip(here.fits, there.fits):
+        np.testing.assert_array_equal(a.estimates, b.estimates)
+        np.testing.assert_array_equal(a.standard_errors, b.standard_errors)
+        np.testing.assert_array_equal(a.parameters, b.parameters)
+        assert (a.objective, a.converged, a.warnings) == (b.objective, b.converged, b.warnings)
+
+
+def test_a_payload_a_worker_cannot_unpack_fails_its_tasks_with_the_reason():
+    from cartkin.simulation.stream import _unpack
+    broken = _unpack(b"not a pickle")
+    with pytest.raises(CartkinError, match="cannot unpack"):
+        broken.value

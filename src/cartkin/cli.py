@@ -134,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     pop.add_argument("--chains", type=int, help="MCMC chains per subject (default: enough for 50 in all)")
     pop.add_argument("--vpc", action="store_true", help="also run a visual predictive check (vpc.png)")
     pop.add_argument("--replicates", type=int, help="VPC replicates with --vpc (default 200)")
+    _cluster_options(p)
     p.set_defaults(run=_fit)
 
     p = sub.add_parser("vpc", help="visual predictive check of a population fit folder")
@@ -322,14 +323,18 @@ def _fit(args) -> int:
     print(data.summary(), flush=True)
     from . import report
     if args.population:
+        if args.scheduler or args.cluster:
+            raise CartkinError("--scheduler and --cluster run individual fits (and compare); not --population yet")
         source = {"files": [str(Path(f).resolve()) for f in args.data],
                   "options": {"column_map": column_map, "dvid_map": dvid_map, "covariates": covariates,
                               "lloq": args.lloq, "censor_floor": args.censor_floor, "prefix_ids": args.prefix_ids,
                               "baseline": args.baseline}}
         return _fit_population(args, model, data, estimate, fix, regimen, source)
-    result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
-                 starts=4 if args.starts is None else args.starts, seed=args.seed, pooled_sigma=args.pooled_sigma,
-                 profile=args.profile)
+    from .execution import connect
+    with connect(args.scheduler, args.cluster) as client:
+        result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
+                     starts=4 if args.starts is None else args.starts, seed=args.seed,
+                     pooled_sigma=args.pooled_sigma, profile=args.profile, client=client)
     with staged_folder(args.outdir) as stage:
         files = report.write(result, stage)
         if not args.no_plots:

@@ -9,11 +9,18 @@ population: subjects are solved independently, and a `Population` draws each sub
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Callable, Mapping
 
 import numpy as np
 
+from ..codegen import generate
 from ..errors import CartkinError
 from ..execution import chunks_for, executor
 from ..metrics import exposure_summary
@@ -26,6 +33,8 @@ from .results import BatchResult
 from .run import _prepare, parameter_matrix, solve_shared
 
 Summarize = Callable[[BatchResult], Mapping[str, np.ndarray]]
+#: name prefix of the modules cartkin.codegen generates
+GENERATED = "cartkin_gen_"
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,17 +129,26 @@ class Shipped:
 
     In this process `.value` is used as it is. Pickled (for a cluster), a built-in model travels as its
     name and changed defaults, and the worker loads it from its own install (its compiled code from the
-    worker's cache); another model travels as its definition. The bytes are made once and kept, so a
-    worker passing the value on does not pickle it again. Functions and lambdas go by value (cloudpickle).
+    worker's cache); another model travels as its definition; a generated module (held e.g. by a fit's
+    problem) travels as its source and is loaded from the worker's cache. The bytes are made once and
+    kept, so a worker passing the value on does not pickle it again. Functions and lambdas go by value
+    (cloudpickle). A value a worker cannot unpack fails the run's tasks with the reason.
     """
 
-    def __init__(self, value, data: bytes | None = None):
-        self.value = value
+    def __init__(self, value, data: bytes | None = None, error: str = ""):
+        self._value = value
         self._data = data
+        self._error = error
+
+    @property
+    def value(self):
+        if self._error:  # raised in the task, so the run fails with a message instead of a worker dying
+            raise CartkinError(f"this worker cannot unpack the run's shared part: {self._error}")
+        return self._value
 
     def __reduce__(self):
         if self._data is None:
-            self._data = _pack(self.value)
+            self._data = _pack(self._value)
         return _unpack, (self._data,)
 
 
@@ -143,6 +161,8 @@ def _pack(value) -> bytes:
         def reducer_override(self, obj):
             if isinstance(obj, Model):
                 return _reduce_model(obj)
+            if isinstance(obj, ModuleType) and obj.__name__.startswith(GENERATED):
+                return _generated_module, (obj.__name__, Path(obj.__file__).read_text(encoding="utf-8"))
             return super().reducer_override(obj)
 
     buffer = io.BytesIO()
@@ -152,7 +172,32 @@ def _pack(value) -> bytes:
 
 def _unpack(data: bytes) -> Shipped:
     import pickle
-    return Shipped(pickle.loads(data), data)
+    try:
+        return Shipped(pickle.loads(data), data)
+    except Exception as exc:  # noqa: BLE001  (reported when a task uses the value)
+        return Shipped(None, data, f"{type(exc).__name__}: {exc}")
+
+
+def _generated_module(name: str, source: str) -> ModuleType:
+    """A model's generated module on a worker: loaded if this process has it, else written to the worker's
+    cache folder (if missing) and loaded; numba compiles it once per worker and caches it on disk."""
+    key = name.removeprefix(GENERATED)
+    if key in generate._LOADED:
+        return generate._LOADED[key]
+    folder = generate.cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.py"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(source)
+        os.replace(tmp, path)  # atomic: concurrent workers never see half a file
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    generate._LOADED[key] = module
+    return module
 
 
 def _reduce_model(model: Model):
