@@ -88,7 +88,13 @@ class DaskExecutor:
             done = 0
             for future in as_completed(futures):
                 i = position[future.key]
-                results[i] = future.result()
+                try:
+                    results[i] = future.result()
+                except Exception as exc:
+                    if type(exc).__name__ == "KilledWorker":  # the same chunk took several workers down
+                        raise CartkinError(f"chunk {i} of {len(futures)} killed every worker that ran it "
+                                           f"(out of memory? a crash in compiled code?)") from exc
+                    raise
                 future.release()
                 done += sizes[i]
                 if progress:
