@@ -214,6 +214,7 @@ def test_unreachable_scheduler_is_one_line_naming_it(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
+    (["--scheduler", "tcp://nowhere"], "expected tcp://HOST:PORT"),
     (["--cluster", "remote:2"], "expected local:N"),
     (["--cluster", "local:0"], "expected local:N"),
     (["--cluster", "local:1", "--scheduler", "tcp://127.0.0.1:9"], "not both"),

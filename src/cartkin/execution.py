@@ -184,14 +184,39 @@ def connect(scheduler: str | None = None, cluster: str | None = None,
                            f"{INSTALL_HINT}") from None
     with contextlib.ExitStack() as stack:
         if scheduler:
+            _probe(scheduler, timeout)
             try:
                 client = Client(scheduler, timeout=f"{timeout}s", set_as_default=False)
-            except (OSError, TimeoutError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001  (whatever answered is not a scheduler we can use)
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise CartkinError(f"cannot reach the Dask scheduler at {scheduler}: {reason}") from None
+                raise CartkinError(f"no Dask scheduler answers at {scheduler} ({type(exc).__name__}: "
+                                   f"{reason[:120]})") from None
         else:
             local = stack.enter_context(LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                                      dashboard_address=":0"))
             client = Client(local, set_as_default=False)
         stack.enter_context(client)
         yield client
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail fast, with the address in the message, when nothing listens at a tcp:// scheduler address."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if "://" not in address:
+        address = "tcp://" + address
+    parts = urlsplit(address)
+    if parts.scheme not in ("tcp", "tls"):
+        return  # other transports (inproc, ucx, ws): left to Dask
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise CartkinError(f"--scheduler {address!r}: expected tcp://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise CartkinError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
