@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cartkin"
 
 #: lowest first; a part may import its own layer's parts and lower layers only
 LAYERS = (
-    ("errors", "progress", "table", "_version"),
+    ("errors", "progress", "table", "_version", "execution"),
     ("model",),
     ("solve",),
     ("codegen",),

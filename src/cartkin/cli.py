@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="override the population seed")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--threads", type=int, help="number of threads (default: all cores)")
+    _cluster_options(p)
     p.set_defaults(run=_compare)
 
     p = sub.add_parser("fit", help="fit each subject of a NONMEM-style data file by maximum likelihood")
@@ -148,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     pop.add_argument("--chains", type=int, help="MCMC chains per subject (default: enough for 50 in all)")
     pop.add_argument("--vpc", action="store_true", help="also run a visual predictive check (vpc.png)")
     pop.add_argument("--replicates", type=int, help="VPC replicates with --vpc (default 200)")
+    _cluster_options(p)
     p.set_defaults(run=_fit)
 
     p = sub.add_parser("vpc", help="visual predictive check of a population fit folder")
@@ -179,6 +181,12 @@ def _solver_options(p: argparse.ArgumentParser) -> None:
                    help="integrator (default auto: Dormand–Prince, Rodas once stiff)")
     p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
     p.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance (default 1e-9)")
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group('Dask cluster (pip install "cartkin[distributed]"); same numbers as one process')
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the chunks on a running Dask cluster")
+    g.add_argument("--cluster", metavar="local:N", help="start a local Dask cluster of N worker processes")
 
 
 def _models(args) -> int:
@@ -334,7 +342,9 @@ def _compare(args) -> int:
     start = time.perf_counter()
     print(f"{scenario.name}: {len(scenario.arms)} arms x {scenario.population.n} virtual patients, "
           f"model {scenario.model.name}, {scenario.horizon:g} days", flush=True)
-    result = compare(scenario)
+    from .execution import connect
+    with connect(args.scheduler, args.cluster) as client:
+        result = compare(scenario, client=client)
     from . import report
     outdir = Path(args.outdir)
     with staged_folder(outdir, "compare") as stage:
@@ -389,6 +399,8 @@ def _fit(args) -> int:
     print(data.summary(), flush=True)
     from . import report
     if args.population:
+        if args.scheduler or args.cluster:
+            raise CartkinError("--scheduler and --cluster run individual fits (and compare); not --population yet")
         from .estimation.population.fit_file import file_sha256
         source = {"files": [str(Path(f).resolve()) for f in args.data],
                   "sha256": [file_sha256(f) for f in args.data],
@@ -396,9 +408,11 @@ def _fit(args) -> int:
                               "lloq": args.lloq, "censor_floor": args.censor_floor, "prefix_ids": args.prefix_ids,
                               "baseline": args.baseline}}
         return _fit_population(args, model, data, estimate, fix, regimen, source)
-    result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
-                 starts=4 if args.starts is None else args.starts, seed=args.seed, pooled_sigma=args.pooled_sigma,
-                 profile=args.profile)
+    from .execution import connect
+    with connect(args.scheduler, args.cluster) as client:
+        result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
+                     starts=4 if args.starts is None else args.starts, seed=args.seed,
+                     pooled_sigma=args.pooled_sigma, profile=args.profile, client=client)
     with staged_folder(args.outdir, "fit") as stage:
         files = report.write(result, stage)
         if not args.no_plots:

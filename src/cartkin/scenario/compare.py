@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import CartkinError
+from ..execution import InProcess, chunks_for, executor, spread
 from ..population import Population, Variability
 from ..progress import as_callback
 from ..table import Table
 from ..simulation.run import simulate_batch
+from ..simulation.stream import Shipped
 from .spec import Arm, Scenario
 
 
@@ -69,22 +72,52 @@ def apply_covariate_effects(model, P: np.ndarray, effects) -> np.ndarray:
     return P
 
 
-def compare(scenario: Scenario, progress=None) -> Comparison:
-    """Simulate every arm of `scenario` on one virtual population and compute the outcomes."""
+def compare(scenario: Scenario, progress=None, client=None, chunk_size: int | None = None) -> Comparison:
+    """Simulate every arm of `scenario` on one virtual population and compute the outcomes.
+
+    client: a `distributed.Client` to run (arm, patient chunk) tasks on a Dask cluster, each worker drawing
+    its own patients; None for `cartkin.execution.using`'s client, else this process (one chunk per arm).
+    The results are identical either way. chunk_size: patients per task (default: a whole arm in this
+    process, about four chunks per worker on a cluster).
+    """
     base = population_for(scenario).parameters()
-    times = scenario.times()
     n = base.shape[0]
-    total = n * len(scenario.arms)
-    bar = as_callback(progress, total, f"{len(scenario.arms)} arms x {n} patients")
-    results = []
-    for k, arm in enumerate(scenario.arms):
-        P = arm_parameters(scenario, base, arm)
-        done_before = k * n
-        callback = (lambda done, d0=done_before: bar(d0 + done)) if bar else False
-        batch = simulate_batch(scenario.model, arm.regimen, times, P, scenario.solver,
-                               progress=callback)
-        results.append(_arm_outcomes(scenario, arm, batch, P))
-    return Comparison(scenario, tuple(results), base)
+    run = executor(client)
+    if chunk_size is None:
+        chunk_size = n if isinstance(run, InProcess) else spread(n, run.workers)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise CartkinError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    per_arm, sizes = chunks_for(n, int(chunk_size))
+    tasks = [(k, first, count) for k in range(len(scenario.arms)) for first, count in per_arm]
+    bar = as_callback(progress, n * len(scenario.arms), f"{len(scenario.arms)} arms x {n} patients")
+    parts = run.map(_arm_chunk, Shipped(scenario), tasks, sizes * len(scenario.arms), bar)
+    m = len(per_arm)
+    results = tuple(_join(arm, scenario.times(), parts[k * m:(k + 1) * m]) for k, arm in enumerate(scenario.arms))
+    return Comparison(scenario, results, base)
+
+
+def _arm_chunk(shared, task: tuple[int, int, int], progress=None) -> ArmResult:
+    """Patients first, ..., first + count - 1 of arm k (in this process or on a worker)."""
+    scenario = shared.value
+    k, first, count = task
+    arm = scenario.arms[k]
+    P = arm_parameters(scenario, population_for(scenario).parameters(first, count), arm)
+    batch = simulate_batch(scenario.model, arm.regimen, scenario.times(), P, scenario.solver,
+                           progress=progress or False)
+    return _arm_outcomes(scenario, arm, batch, P)
+
+
+def _join(arm: Arm, times: np.ndarray, parts: list[ArmResult]) -> ArmResult:
+    """One arm's result from its patient chunks, in patient order."""
+    if len(parts) == 1:
+        return parts[0]
+    failures: dict[str, int] = {}
+    for part in parts:
+        for reason, count in part.failures.items():
+            failures[reason] = failures.get(reason, 0) + count
+    return ArmResult(arm, times, {name: np.concatenate([p.curves[name] for p in parts]) for name in parts[0].curves},
+                     {name: np.concatenate([p.outcomes[name] for p in parts]) for name in parts[0].outcomes},
+                     np.concatenate([p.ok for p in parts]), failures)
 
 
 class _Lookup(dict):

@@ -20,10 +20,12 @@ from scipy.optimize import minimize
 
 from ...dosing import Regimen
 from ...errors import CartkinError
+from ...execution import executor
 from ...model.definition import Model
 from ...model.registry import load_model
 from ...progress import as_callback
 from ...simulation.run import as_solver
+from ...simulation.stream import Shipped
 from ...solve.solver import Solver
 from ...data.dataset import Dataset, Subject
 from ...stats.error_models import ErrorModel, error_model
@@ -43,14 +45,16 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
         fix: Mapping[str, float] | None = None, error: str | ErrorModel = "proportional",
         sigma: Mapping[str, float] | None = None, regimen: Regimen | None = None, starts: int = 4,
         seed: int = 0, solver: Solver | None = None, *, rtol: float | None = None, atol: float | None = None,
-        progress=None, pooled_sigma: bool = False, profile: Sequence[str] = ()) -> FitResult:
+        progress=None, pooled_sigma: bool = False, profile: Sequence[str] = (), client=None) -> FitResult:
     """Fit each subject of `data` by maximum likelihood. See the module docstring.
 
     pooled_sigma: one residual SD per observable shared by all subjects (estimated jointly with every
     subject's parameters) instead of one per subject; needed when subjects have few observations.
     profile: free parameters to give profile-likelihood intervals (cartkin.estimation.individual.profile).
     solver: the `cartkin.Solver` of every prediction (default FIT_SOLVER: auto, rtol 1e-8, atol 1e-10, tight
-    enough for finite-difference Hessians); rtol/atol are shorthands."""
+    enough for finite-difference Hessians); rtol/atol are shorthands.
+    client: a `distributed.Client` to fit the subjects on a Dask cluster (not with pooled_sigma); the fits
+    are the same as in one process."""
     model = load_model(model)
     error = error_model(error)
     fix = dict(fix or {})
@@ -92,14 +96,20 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
         if pooled_sigma and len(problem.sigma_fixed) < len(problem.sigma_names):
             fits, pooled = _fit_pooled(problem, data.subjects, starts, seed, callback)
         else:
-            for i, subject in enumerate(data.subjects):
-                fits.append(_fit_subject(problem, subject, starts, np.random.default_rng([seed, i])))
-                if callback:
-                    callback(i + 1)
+            n = len(data.subjects)
+            fits = executor(client).map(_fit_one, Shipped((problem, data.subjects, starts, seed)), range(n),
+                                        [1] * n, callback)
         result = FitResult(model, data, free, problem.error, tuple(fits), problem, pooled)
         if profile:
             result = dataclasses.replace(result, profiles=profile_fits(result, profile))
     return result
+
+
+def _fit_one(shared, i: int, progress=None) -> SubjectFit:
+    """Subject i's multi-start fit (in this process or on a worker)."""
+    problem, subjects, starts, seed = shared.value
+    with single_blas_thread():
+        return _fit_subject(problem, subjects[i], starts, np.random.default_rng([seed, i]))
 
 
 def _fit_pooled(problem: Problem, subjects: Sequence[Subject], starts: int, seed: int, callback):

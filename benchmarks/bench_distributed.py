@@ -1,0 +1,114 @@
+"""Benchmark: simulate_summaries on a local Dask cluster vs threads in one process, on the same cores.
+
+Run by hand (not in tests):  python benchmarks/bench_distributed.py [--n 100000] [--workers 2] [--repeat 2]
+(needs pip install "cartkin[distributed]"). Subjects as in bench_population.py: il10, a Population with
+log-normal variability and L0, one infusion of 1e5 cells/kg, 365 days, 30 output times, summaries of
+car_blood. Both runs are warm (compiled code loaded, workers started and a first run done), and alternate;
+the best of --repeat runs of each is kept. Reports the cluster / threaded wall-time ratio, the measured cost of one chunk on a
+worker (Dask's task stream) and the overhead per chunk, and projects the wall time for 1e8 subjects on N
+workers: 1e8 × (seconds per subject) / N + (chunks / N) × (overhead per chunk), the overhead measured on
+many chunks of 8 subjects; it assumes the scheduler keeps up (a few thousand tasks per second; 1e8 / 16384
+≈ 6,100 chunks) and that the client holds the summaries (1e8 × 7 values × 8 bytes ≈ 5.6 GB).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numba
+import numpy as np
+
+import cartkin
+from cartkin.population import LogNormal
+
+TIMES = np.linspace(0, 365, 30)
+REGIMEN = cartkin.Regimen.single(dose_per_kg=1e5)
+
+
+def population(n: int) -> cartkin.Population:
+    return cartkin.Population("il10", n=n, seed=2026, variability=cartkin.Variability(cv={
+        "f_blood": 30, "k_act": 30, "rho": 20, "kappa": 30, "k_exh": 30, "k_mem": 30, "delta_E": 30,
+        "delta_M": 30, "r_L": 30, "B0": 30}), covariates={"L0": LogNormal(1000.0, 100.0)})
+
+
+def timed(**options) -> tuple[float, cartkin.PopulationSummary]:
+    t0 = time.perf_counter()
+    result = cartkin.simulate_summaries("il10", REGIMEN, TIMES, POP, progress=False, **options)
+    return time.perf_counter() - t0, result
+
+
+def main() -> None:
+    global POP
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="subjects (default 1e5)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2, one thread each)")
+    parser.add_argument("--chunk", type=int, default=16_384, help="subjects per chunk (default 16384)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each, best kept (default 2)")
+    args = parser.parse_args()
+    from distributed import Client, LocalCluster, get_task_stream
+
+    POP = population(args.n)
+    load = os.getloadavg()
+    numba.set_num_threads(min(args.workers, numba.config.NUMBA_NUM_THREADS))
+    cartkin.simulate_summaries("il10", REGIMEN, TIMES, population(64), progress=False)  # load the compiled code
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        client.wait_for_workers(args.workers)
+        cartkin.simulate_summaries("il10", REGIMEN, TIMES, population(256), chunk_size=64, progress=False,
+                                   client=client)  # workers load the compiled code
+        # alternating runs (the idle workers use no CPU during the threaded one): a load change on a
+        # shared machine then hits both alike
+        threaded = distributed_wall = float("inf")
+        with get_task_stream(client) as stream:
+            for _ in range(args.repeat):
+                wall, expected = timed(chunk_size=args.chunk)
+                threaded = min(threaded, wall)
+                wall, got = timed(chunk_size=args.chunk, client=client)
+                distributed_wall = min(distributed_wall, wall)
+        chunks = [t for t in stream.data if t["key"].startswith("cartkin-summary_chunk")]
+        # the cost of a chunk itself: many chunks of 8 subjects, wall time beyond their compute time
+        tiny_n, tiny_chunk = 4096, 8
+        with get_task_stream(client) as tiny_stream:
+            t0 = time.perf_counter()
+            cartkin.simulate_summaries("il10", REGIMEN, TIMES, population(tiny_n), chunk_size=tiny_chunk,
+                                       progress=False, client=client)
+            tiny_wall = time.perf_counter() - t0
+        tiny = [t for t in tiny_stream.data if t["key"].startswith("cartkin-summary_chunk")]
+    for name in expected.values:
+        assert np.array_equal(expected.values[name], got.values[name], equal_nan=True), name
+
+    runs = args.repeat
+    compute = [sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute") for t in chunks]
+    n_chunks = -(-args.n // args.chunk)
+    per_chunk = float(np.median(compute))
+    per_subject = sum(compute) / (runs * args.n)
+    tiny_compute = sum(sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute")
+                       for t in tiny)
+    # wall time per chunk and worker beyond computing: scheduling, transfers, results on the client
+    overhead = max(0.0, tiny_wall - tiny_compute / args.workers) / (len(tiny) / args.workers)
+    print(f"# cartkin {cartkin.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, after "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print(f"\n{args.n} il10 subjects, 365 days, 30 times, chunks of {args.chunk} ({n_chunks}), best of {runs}\n")
+    print("| run | wall s | subjects/s |")
+    print("|---|---:|---:|")
+    print(f"| threads in one process ({numba.get_num_threads()} threads) | {threaded:.2f} | {args.n / threaded:,.0f} |")
+    print(f"| LocalCluster, {args.workers} processes x 1 thread | {distributed_wall:.2f} | "
+          f"{args.n / distributed_wall:,.0f} |")
+    print(f"\nratio cluster / threaded: {distributed_wall / threaded:.2f} (identical results: yes)")
+    print(f"one chunk on a worker: {per_chunk:.2f} s (median of {len(compute)}), {per_subject * 1e6:.0f} µs per "
+          f"subject; overhead per chunk {overhead * 1e3:.1f} ms "
+          f"({len(tiny)} chunks of {tiny_chunk} subjects in {tiny_wall:.2f} s)")
+    print("\nprojection for 1e8 subjects (chunks of {:,}):\n".format(args.chunk))
+    print("| workers | wall |")
+    print("|---:|---:|")
+    big_chunks = -(-100_000_000 // args.chunk)
+    for workers in (2, 16, 64, 256, 1024):
+        wall = 1e8 * per_subject / workers + big_chunks / workers * overhead
+        print(f"| {workers} | {wall / 3600:.2f} h |" if wall > 3600 else f"| {workers} | {wall / 60:.1f} min |")
+
+
+if __name__ == "__main__":
+    main()
