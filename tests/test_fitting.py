@@ -198,3 +198,26 @@ def test_fit_recovers_a_dose_scaling_parameter():
     for j, name in enumerate(("f_blood", "rho")):
         assert one.lower[j] <= truth[name] <= one.upper[j], (name, one.estimates[j], one.lower[j], one.upper[j])
     assert one.estimates[0] == pytest.approx(0.03, rel=0.2) and one.upper[0] / one.lower[0] < 2
+
+
+def test_the_sensitivity_model_doses_its_sensitivity_states():
+    """Per cell/kg, S_N,f_blood jumps by ∂per_kg/∂f_blood = 1/70000; per cell of a flat dose, S_N,WT jumps by
+    ∂(per_kg/WT)/∂WT = -f_blood/(70000 WT²) (the generated kernel evaluates these)."""
+    from cartkin.codegen import compile_model
+    from cartkin.model.definition import DoseInput, Model
+    model = cartkin.load_model("il10")
+    augmented = augmented_model(model, ("f_blood", "WT", "rho"))
+    assert dict(augmented.dose.increments).keys() == {"S_N__f_blood"}
+    assert dict(augmented.dose.flat_increments).keys() == {"S_N__WT"}
+    assert augmented_model(model, ("rho",)).dose is model.dose  # no dose parameter: the same single target
+    p = np.array([q.default for q in augmented.parameter_info])
+    inc = np.zeros((2, augmented.n_states()))
+    compile_model(augmented).dose_increments(p, inc)
+    names = augmented.state_names
+    f_blood, wt = model.parameters["f_blood"], model.parameters["WT"]
+    assert inc[0, names.index("N")] == f_blood / 70000 and inc[0, names.index("S_N__f_blood")] == 1 / 70000
+    assert inc[1, names.index("S_N__WT")] == pytest.approx(-f_blood / 70000 / wt ** 2, rel=1e-14)
+    assert np.count_nonzero(inc) == 3
+    with pytest.raises(CartkinError, match="not a state other than the target"):
+        Model("m", model.states, model.parameter_info, model.equations,
+              dose=DoseInput("N", model.dose.per_kg, increments={"nope": 1}))
