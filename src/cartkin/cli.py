@@ -134,6 +134,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="one residual SD per observable shared by all subjects (for sparse subjects)")
     p.add_argument("--profile", default="", metavar="NAMES",
                    help="comma-separated free parameters to give profile-likelihood intervals, e.g. rho,kappa")
+    p.add_argument("--prior", action="append", default=[], metavar="NAME=MEDIAN:SD|FITDIR",
+                   help="log-normal prior on an estimated parameter (SD of the log), e.g. rho=1.0:0.5 (repeatable, "
+                   "comma-separated), or a population fit folder (typical values, sqrt of the omega diagonal): "
+                   "the fit becomes maximum a posteriori")
     p.add_argument("--dose", type=float, help="dose in cells/kg on day 0 when the data have no dose records")
     p.add_argument("--starts", type=int, help="optimiser starts per subject (default 4); with --population, "
                    "independent SAEM runs, the best -2LL kept (default 1)")
@@ -409,10 +413,11 @@ def _fit(args) -> int:
                               "baseline": args.baseline}}
         return _fit_population(args, model, data, estimate, fix, regimen, source)
     from .execution import connect
+    priors = _priors(args.prior, model, estimate, fix)
     with connect(args.scheduler, args.cluster) as client:
         result = fit(model, data, estimate=estimate, fix=fix, error=args.error, sigma=sigma, regimen=regimen,
                      starts=4 if args.starts is None else args.starts, seed=args.seed,
-                     pooled_sigma=args.pooled_sigma, profile=args.profile, client=client)
+                     pooled_sigma=args.pooled_sigma, profile=args.profile, priors=priors, client=client)
     with staged_folder(args.outdir, "fit") as stage:
         files = report.write(result, stage)
         if not args.no_plots:
@@ -444,9 +449,22 @@ def _population_only(args) -> None:
         raise CartkinError(f"{given[0]} needs --population")
     if args.population:
         for flag, value in (("--sigma", args.sigma), ("--pooled-sigma", args.pooled_sigma),
-                            ("--profile", getattr(args, "profile", ""))):
+                            ("--profile", getattr(args, "profile", "")), ("--prior", getattr(args, "prior", []))):
             if value:
                 raise CartkinError(f"{flag} is for individual fits; a population fit estimates the residual error")
+
+
+def _priors(items, model, estimate, fix):
+    """--prior values: NAME=MEDIAN:SD items, or one population fit folder (its typical values and ω's)."""
+    from .stats.priors import parse_prior_text
+    if not items:
+        return None
+    folders = [item for item in items if "=" not in item]
+    if folders and len(items) > 1:
+        raise CartkinError("--prior: give either one population fit folder or NAME=MEDIAN:SD values, not both")
+    if folders:
+        return folders[0]  # fit() reads the population fit's typical values and ω's
+    return parse_prior_text(items)
 
 
 def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:

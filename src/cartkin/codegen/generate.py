@@ -1,8 +1,9 @@
 """Generate and load the numba module for a model.
 
 From one symbolic `Model` this writes a Python file holding `@njit(cache=True)` functions: the
-right-hand side, its state Jacobian and time derivative, the initial state, observables, the dose scale,
-breakpoints, and compiled entry points that bind these to the generic integrators in `cartkin.solve`.
+right-hand side, its state Jacobian and time derivative, the initial state, observables, the dose scale
+and the dose increments of every state (`dose_increments`: per cell/kg, and the extra per cell of a flat
+dose; see `DoseInput`), breakpoints, and compiled entry points that bind these to the generic integrators in `cartkin.solve`.
 Parameter derivatives (dfdp, dinitial_dp, dobserve_dy, dobserve_dp, ddose_scale_dp) are generated only
 on request (`derivatives=True`): the solvers do not use them. Everything compiles with numba's
 `error_model="numpy"`: a division by zero gives inf/nan, which the integrators report as a non-finite
@@ -60,7 +61,7 @@ def batch_solve(mode, P, t_out, t_offsets, events, options, out, codes, t_fail, 
     ev_t, ev_amount, ev_kind, ev_target, ev_offsets = events
     functions = (rhs, jac, dfdt, lu_factor, lu_solve)
     options = (options[0], options[1], options[2], np.array(NONNEGATIVE))
-    setup = (initial, dose_scale, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX)
+    setup = (initial, dose_increments, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX)
     for i in range(P.shape[0]):
         a, b = t_offsets[i], t_offsets[i + 1]
         c, d = ev_offsets[i], ev_offsets[i + 1]
@@ -88,6 +89,9 @@ def generate_source(model: Model, derivatives: bool = False) -> str:
     y0 = sp.Matrix([sp.sympify(model.initial.get(s, 0)) for s in model.state_names])
     g = sp.Matrix([sp.sympify(o.expression) for o in model.observable_info])
     scale = sp.sympify(model.dose.per_kg) if model.dose else sp.Integer(0)
+    # dose increments of every state: row 0 per cell/kg, row 1 the extra per cell of a flat dose
+    increments = sp.Matrix([model.dose.per_kg_vector(model.state_names), model.dose.flat_vector(model.state_names)]
+                           if model.dose else sp.zeros(2, ns))
     bps = [sp.sympify(b) for b in model.breakpoints]
     weight_index = model.parameter_names.index(model.dose.weight) if (model.dose and model.dose.weight) else -1
 
@@ -141,6 +145,9 @@ def generate_source(model: Model, derivatives: bool = False) -> str:
     src += vector("initial", "p, out", list(y0), False) + [""]
     src += vector("observe", "t, y, p, out", list(g), True) + [""]
     src += ["@njit(cache=True, error_model='numpy')", "def dose_scale(p):"] + unpack(False) + [f"    return {to_code(scale)}", ""]
+    # no fast-math here (as dose_scale): a dose must scale exactly as written, e.g. f_blood / 70000
+    src += [line.replace(", fastmath=FAST_MATH", "") for line in dense("dose_increments", "p, out", increments, False, True)]
+    src += [""]
     if derivatives:
         src += dense("dfdp", "t, y, p, ts, out", f.jacobian(px), True, True) + [""]
         src += dense("dinitial_dp", "p, out", y0.jacobian(px), False, True) + [""]

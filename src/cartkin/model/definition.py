@@ -64,10 +64,35 @@ class DoseInput:
     `per_kg` is the sympy expression that converts one cell/kg into units of the `target` state
     (for il10: f_blood / 70000). A flat dose of D cells becomes D / WT cells/kg, so the model needs a
     `weight` parameter for flat doses.
+
+    A dose may increment more states than its target: `increments` maps other states to their increment
+    per cell/kg (a per-kg dose of D cells/kg adds D × per_kg to the target and D × increments[s] to s; a
+    flat dose of C cells adds C × (that) / weight), and `flat_increments` maps states to an extra increment
+    per cell of a flat dose only. Models rarely need either; the forward-sensitivity model uses them so
+    that a sensitivity state jumps by D × ∂per_kg/∂p at each dose (and by -C × per_kg / weight² for
+    p = weight). Both are stored as sorted (state, expression) pairs.
     """
     target: str
     per_kg: sp.Expr
     weight: str | None = "WT"
+    increments: Mapping[str, sp.Expr] | tuple = ()
+    flat_increments: Mapping[str, sp.Expr] | tuple = ()
+
+    def __post_init__(self):
+        for label in ("increments", "flat_increments"):
+            value = getattr(self, label)
+            pairs = value.items() if isinstance(value, Mapping) else value
+            object.__setattr__(self, label, tuple(sorted((str(k), sp.sympify(v)) for k, v in pairs)))
+
+    def per_kg_vector(self, state_names: Sequence[str]) -> list:
+        """Increment of every state per cell/kg, in `state_names` order."""
+        extra = dict(self.increments)
+        return [sp.sympify(self.per_kg) if s == self.target else extra.get(s, sp.Integer(0)) for s in state_names]
+
+    def flat_vector(self, state_names: Sequence[str]) -> list:
+        """Extra increment of every state per cell of a flat dose (on top of per_kg_vector / weight)."""
+        extra = dict(self.flat_increments)
+        return [extra.get(s, sp.Integer(0)) for s in state_names]
 
 
 @dataclass(frozen=True)
@@ -125,6 +150,17 @@ class Model:
                 raise CartkinError(f"model {self.name}: dose target {self.dose.target!r} is not a state")
             if self.dose.weight is not None and self.dose.weight not in pnames:
                 raise CartkinError(f"model {self.name}: dose weight {self.dose.weight!r} is not a parameter")
+            for label, pairs in (("increments", self.dose.increments), ("flat_increments", self.dose.flat_increments)):
+                for s, expr in pairs:
+                    if s not in names or s == self.dose.target and label == "increments":
+                        raise CartkinError(f"model {self.name}: dose {label} name {s!r}, which is not a state "
+                                           f"other than the target")
+                    unknown = {str(x) for x in expr.free_symbols} - set(pnames)
+                    if unknown:
+                        raise CartkinError(f"model {self.name}: dose {label} for {s} use unknown symbols "
+                                           f"{sorted(unknown)}")
+            if self.dose.flat_increments and self.dose.weight is None:
+                raise CartkinError(f"model {self.name}: dose flat_increments need a weight parameter")
         for q in self.default_fit:
             if q not in pnames:
                 raise CartkinError(f"model {self.name}: default_fit names unknown parameter {q!r}")
@@ -200,7 +236,7 @@ class Model:
         cached = self.__dict__.get("_fingerprint")
         if cached is not None:
             return cached
-        text = "|".join([
+        parts = [
             self.name, ",".join(self.state_names), ",".join(self.parameter_names),
             ";".join(sp.srepr(sp.sympify(self.equations[s])) for s in self.state_names),
             ";".join(f"{o.name}={sp.srepr(o.expression)}" for o in self.observable_info),
@@ -208,7 +244,12 @@ class Model:
             repr(self.dose and (self.dose.target, sp.srepr(self.dose.per_kg), self.dose.weight)),
             ";".join(sp.srepr(sp.sympify(b)) for b in self.breakpoints),
             ",".join(s.name for s in self.states if s.nonnegative),
-        ])
+        ]
+        if self.dose is not None and (self.dose.increments or self.dose.flat_increments):
+            # only when present, so the fingerprints of single-target models stay as they were
+            parts.append(repr([[(k, sp.srepr(v)) for k, v in pairs]
+                               for pairs in (self.dose.increments, self.dose.flat_increments)]))
+        text = "|".join(parts)
         cached = hashlib.sha256(text.encode()).hexdigest()[:16]
         object.__setattr__(self, "_fingerprint", cached)  # frozen dataclass: not a field, not compared
         return cached

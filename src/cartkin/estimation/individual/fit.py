@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -29,6 +30,8 @@ from ...simulation.stream import Shipped
 from ...solve.solver import Solver
 from ...data.dataset import Dataset, Subject
 from ...stats.error_models import ErrorModel, error_model
+from ...stats.priors import as_priors
+from ..population.fit_file import LoadedFit, priors_from_fit
 from ..blas import single_blas_thread
 from .objective import FAILED, Problem, objective_factory, search_bounds
 from .profile import check_profile_names, profile_fits
@@ -45,12 +48,16 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
         fix: Mapping[str, float] | None = None, error: str | ErrorModel = "proportional",
         sigma: Mapping[str, float] | None = None, regimen: Regimen | None = None, starts: int = 4,
         seed: int = 0, solver: Solver | None = None, *, rtol: float | None = None, atol: float | None = None,
-        progress=None, pooled_sigma: bool = False, profile: Sequence[str] = (), client=None) -> FitResult:
+        progress=None, pooled_sigma: bool = False, profile: Sequence[str] = (), priors=None,
+        client=None) -> FitResult:
     """Fit each subject of `data` by maximum likelihood. See the module docstring.
 
     pooled_sigma: one residual SD per observable shared by all subjects (estimated jointly with every
     subject's parameters) instead of one per subject; needed when subjects have few observations.
     profile: free parameters to give profile-likelihood intervals (cartkin.estimation.individual.profile).
+    priors: log-normal priors on estimated parameters, {name: (median, SD of the log)}, or a population fit
+    (folder or LoadedFit) whose typical values and sqrt(ω²) give them: the fit is then maximum a posteriori
+    (objective −log posterior, SEs from its Hessian; cartkin.stats.priors).
     solver: the `cartkin.Solver` of every prediction (default FIT_SOLVER: auto, rtol 1e-8, atol 1e-10, tight
     enough for finite-difference Hessians); rtol/atol are shorthands.
     client: a `distributed.Client` to fit the subjects on a Dask cluster (not with pooled_sigma); the fits
@@ -81,8 +88,11 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
     for k, v in sigma.items():
         if not (math.isfinite(v) and v > 0):
             raise CartkinError(f"residual parameter {k} must be > 0, got {v}")
+    if isinstance(priors, (str, Path, LoadedFit)):
+        priors = priors_from_fit(priors, free)
+    priors = as_priors(priors, model, free)
     problem = Problem(model, free, fix, error, sigma, regimen, as_solver(solver, rtol, atol, default=FIT_SOLVER),
-                       data.observables_used)
+                       data.observables_used, priors)
     if fix:
         # fixed values the model cannot be solved with fail every start: say so before fitting
         given = ", ".join(f"{k}={v:g}" for k, v in fix.items())
@@ -99,7 +109,7 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
             n = len(data.subjects)
             fits = executor(client).map(_fit_one, Shipped((problem, data.subjects, starts, seed)), range(n),
                                         [1] * n, callback)
-        result = FitResult(model, data, free, problem.error, tuple(fits), problem, pooled)
+        result = FitResult(model, data, free, problem.error, tuple(fits), problem, pooled, priors=priors)
         if profile:
             result = dataclasses.replace(result, profiles=profile_fits(result, profile))
     return result

@@ -2,7 +2,8 @@
 
 `Problem` holds what every subject shares (augmented model, free set, residual-error names, solver);
 `objective_factory` gives −log L(x) and its gradient for one subject, x = log free parameters then the
-log residual SDs that are estimated. Individual fits and profile likelihoods both optimise it.
+log residual SDs that are estimated; with log-normal priors (`Problem.priors`, cartkin.stats.priors) it is
+the −log posterior, −log L + Σ (x_j − log median_j)² / (2 SD_j²). Individual fits and profile likelihoods both optimise it.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ class Problem:
 
     def __init__(self, model: Model, free: tuple[str, ...], fixed: Mapping[str, float], error: str | ErrorModel,
                  sigma_fixed: Mapping[str, float], regimen: Regimen | None, solver: Solver,
-                 observables: Sequence[str]):
+                 observables: Sequence[str], priors: Mapping | None = None):
         self.error_model = error_model(error)
         self.error = self.error_model.name  # canonical name
         self.model = model
@@ -56,6 +57,19 @@ class Problem:
             if name not in self.sigma_names:
                 raise CartkinError(f"unknown residual parameter {name!r}; these exist: {', '.join(self.sigma_names)}")
         self.sigma_fixed = dict(sigma_fixed)
+        self.priors = dict(priors or {})  # name -> cartkin.stats.priors.LogNormalPrior (MAP when not empty)
+        self.prior_index = np.array([free.index(n) for n in self.priors], dtype=np.int64)
+        self.prior_log_median = np.array([math.log(pr.median) for pr in self.priors.values()])
+        self.prior_sd = np.array([pr.sd for pr in self.priors.values()])
+
+    def prior_penalty(self, x) -> tuple[float, np.ndarray]:
+        """Σ (x_j − log median_j)² / (2 SD_j²) over the parameters with priors, and its gradient in x."""
+        grad = np.zeros_like(x)
+        if not self.priors:
+            return 0.0, grad
+        z = (x[self.prior_index] - self.prior_log_median) / self.prior_sd
+        grad[self.prior_index] = z / self.prior_sd
+        return 0.5 * float(z @ z), grad
 
     def sigma_slice(self, log_sigma_all, k_model_obs: int):
         """The log σ's of model observable `k_model_obs` within all the log σ's."""
@@ -91,7 +105,7 @@ class Problem:
 
 
 def objective_factory(problem: Problem, subject: Subject, sigma_fixed: Mapping[str, float] | None = None):
-    """(objective(x) -> (−log L, gradient), unpack(x) -> (parameters, log σ's), estimated σ indices).
+    """(objective(x) -> (−log L or −log posterior, gradient), unpack(x) -> (parameters, log σ's), estimated σ indices).
 
     x = log free parameters, then the log σ's not in `sigma_fixed` (default: the problem's)."""
     sigma_fixed = problem.sigma_fixed if sigma_fixed is None else sigma_fixed
@@ -124,7 +138,11 @@ def objective_factory(problem: Problem, subject: Subject, sigma_fixed: Mapping[s
             return FAILED, np.zeros_like(x)
         d_logsig = np.bincount(sigma_index.ravel(), weights=d_log_sigma.ravel(), minlength=len(sigma_names))
         g_theta = (d_pred @ grad) * p[problem.free_index]  # chain rule to log parameters
-        return total, np.concatenate([g_theta, d_logsig[est_sigma]])
+        gradient = np.concatenate([g_theta, d_logsig[est_sigma]])
+        if problem.priors:
+            penalty, d_penalty = problem.prior_penalty(x)
+            return total + penalty, gradient + d_penalty
+        return total, gradient
 
     return objective, unpack, est_sigma
 

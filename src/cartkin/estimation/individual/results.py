@@ -23,7 +23,7 @@ class SubjectFit:
     lower: np.ndarray               # 95% interval, natural scale
     upper: np.ndarray
     correlation: np.ndarray
-    objective: float                # -log L at the optimum
+    objective: float                # -log L at the optimum (-log posterior for MAP fits)
     n_observations: int
     converged: bool
     message: str
@@ -51,10 +51,16 @@ class FitResult:
     problem: object = field(repr=False)  # the objective.Problem the fit used: predictions are computed with it
     pooled_sigma: tuple[tuple[str, float, float], ...] = ()  # (name, estimate, SE of its log) when pooled
     profiles: tuple = ()  # cartkin.estimation.individual.profile.Profile per subject and profiled parameter
+    priors: dict = field(default_factory=dict)  # name -> cartkin.stats.priors.LogNormalPrior: a MAP fit
+
+    @property
+    def is_map(self) -> bool:
+        """Maximum a posteriori (priors given): objectives are −log posterior, AIC/BIC are not defined."""
+        return bool(self.priors)
 
     @property
     def objective(self) -> float:
-        """Total −log L over all subjects."""
+        """Total −log L over all subjects (−log posterior for a MAP fit)."""
         return float(sum(f.objective for f in self.fits))
 
     @property
@@ -64,7 +70,9 @@ class FitResult:
 
     @property
     def aic(self) -> float:
-        """AIC of the whole fit (2 × total −log L + 2 × all estimated parameters)."""
+        """AIC of the whole fit (2 × total −log L + 2 × all estimated parameters); NaN for a MAP fit."""
+        if self.is_map:
+            return math.nan
         return 2 * self.objective + 2 * self.n_parameters
 
     def estimates_table(self):
@@ -85,7 +93,12 @@ class FitResult:
             for pr in profiles:
                 row[f"{pr.parameter}_profile_lower"] = pr.lower
                 row[f"{pr.parameter}_profile_upper"] = pr.upper
-            row.update(objective=fit.objective, AIC=fit.aic, BIC=fit.bic, converged=int(fit.converged),
+            for name, prior in self.priors.items():
+                row[f"{name}_prior_median"] = prior.median
+                row[f"{name}_prior_sd"] = prior.sd
+            # a MAP objective is −log posterior: AIC and BIC (which need −log L) are left NaN
+            aic, bic = (math.nan, math.nan) if self.is_map else (fit.aic, fit.bic)
+            row.update(objective=fit.objective, AIC=aic, BIC=bic, converged=int(fit.converged),
                        warnings="; ".join(fit.warnings + tuple(w for pr in profiles for w in pr.warnings)))
             rows.append(row)
         columns = tuple(dict.fromkeys(k for row in rows for k in row))  # a failed fit has no profile columns
@@ -97,10 +110,14 @@ class FitResult:
             display.append((name, lambda r, n=name: _interval_text(r, n)))
         for name in dict.fromkeys(pr.parameter for pr in self.profiles):
             display.append((f"{name} profile", lambda r, n=name: _profile_text(r, n)))
-        display += [("-logL", "objective"), ("conv", lambda r: "yes" if r["converged"] else "NO"),
+        display += [("-log post" if self.is_map else "-logL", "objective"), ("conv", lambda r: "yes" if r["converged"] else "NO"),
                     ("warnings", lambda r: _shorten(r["warnings"], 60))]
+        method = ""
+        if self.is_map:
+            method = ", maximum a posteriori (priors: " + ", ".join(
+                pr.describe(n) for n, pr in self.priors.items()) + ")"
         return Table(columns, tuple(rows), tuple(display), title=f"{self.model.name}: individual estimates "
-                     f"[95% CI], {self.error} error")
+                     f"[95% CI], {self.error} error{method}")
 
     def predictions(self, times_per_subject=None):
         """Rows (ID, TIME, DVID, DV, CENS, IPRED, IWRES) for every observation."""

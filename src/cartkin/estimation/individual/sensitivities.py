@@ -6,8 +6,12 @@ observables g and their total derivatives (∂g/∂y) S_j + ∂g/∂p_j. It goes
 generation and integrators as any model, so gradients for fitting are integrated with the states in
 compiled code, with no finite differences.
 
-Not covered yet (refused with a clear error): free parameters that scale a dose (the sensitivity would
-jump at each infusion) or that move a breakpoint (stein2019's Tmax).
+Parameters that scale a dose (il10's f_blood in per_kg, or the body weight WT of a flat dose) are covered
+through the dose increments: a per-kg dose of D cells/kg adds D × ∂inc_s/∂p to S_s,p for every state s
+the dose increments by inc_s (the target's inc is per_kg), and a flat dose of C cells adds
+C × ∂(inc_s / WT)/∂p; see `DoseInput`.
+
+Not covered yet (refused with a clear error): free parameters that move a breakpoint (stein2019's Tmax).
 """
 from __future__ import annotations
 
@@ -31,11 +35,6 @@ def augmented_model(model: Model, free: Sequence[str]) -> Model:
     for name in free:
         model.parameter_index(name)
         symbol = sp.Symbol(name)
-        if model.dose is not None and symbol in sp.sympify(model.dose.per_kg).free_symbols:
-            raise CartkinError(f"{name} scales the dose of model {model.name}; estimating it is not supported "
-                               f"yet (fix it with --fix {name}=VALUE)")
-        if model.dose is not None and model.dose.weight == name:
-            raise CartkinError(f"{name} is the body weight used for flat doses; it cannot be estimated")
         if any(symbol in sp.sympify(b).free_symbols for b in model.breakpoints):
             raise CartkinError(f"{name} moves a breakpoint of model {model.name} (a switch time); estimating it "
                                f"is not supported yet")
@@ -67,5 +66,36 @@ def augmented_model(model: Model, free: Sequence[str]) -> Model:
             observables.append(Observable(sensitivity_name(o.name, p), total, "-", f"∂{o.name}/∂{p}"))
     return Model(name=f"{model.name}__sensitivities__{'_'.join(free)}", states=tuple(states),
                  parameter_info=model.parameter_info, equations=equations, observable_info=tuple(observables),
-                 initial=initial, dose=model.dose, breakpoints=model.breakpoints,
+                 initial=initial, dose=_augmented_dose(model, free), breakpoints=model.breakpoints,
                  description=f"{model.name} with forward sensitivities to {', '.join(free)}")
+
+
+def _augmented_dose(model: Model, free: tuple[str, ...]):
+    """The dose input of the augmented model: the model's own increments, plus each sensitivity state's.
+
+    For a state s incremented by inc_s per cell/kg (and fe_s extra per cell of a flat dose), S_s,p gets
+    ∂inc_s/∂p per cell/kg and, for flat doses, inc_s × ∂(1/W)/∂p + ∂fe_s/∂p extra per cell, so that
+    C × (∂inc_s/∂p / W + that) = C × ∂(inc_s / W + fe_s)/∂p. Unchanged (same object) when no free
+    parameter enters the dose, so such augmented models keep a single-target dose."""
+    dose = model.dose
+    if dose is None:
+        return None
+    names = model.state_names
+    per_kg = dose.per_kg_vector(names)
+    flat = dose.flat_vector(names)
+    inv_w = 1 / sp.Symbol(dose.weight) if dose.weight else sp.Integer(0)
+    increments = dict(dose.increments)
+    flat_increments = dict(dose.flat_increments)
+    for p in free:
+        x = sp.Symbol(p)
+        for s, inc, fe in zip(names, per_kg, flat):
+            d_inc = sp.simplify(inc.diff(x))
+            d_flat = sp.simplify(inc * inv_w.diff(x) + fe.diff(x))
+            if d_inc != 0:
+                increments[f"S_{s}__{p}"] = d_inc
+            if d_flat != 0:
+                flat_increments[f"S_{s}__{p}"] = d_flat
+    if not increments and not flat_increments:
+        return dose
+    from dataclasses import replace
+    return replace(dose, increments=increments, flat_increments=flat_increments)

@@ -11,7 +11,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from ...model.registry import load_model
 from ...solve.solver import Solver
 from ...stats.covariates import CovariateEffect
 from ...stats.error_models import error_model
+from ...stats.priors import LogNormalPrior
 from .model import PopulationModel
 from .results import PopulationEstimates
 
@@ -246,3 +247,20 @@ def _read_options(options: Mapping) -> dict:
                "baseline", "positive")
     return {k: v for k, v in options.items() if k in allowed}
 
+
+def priors_from_fit(source, names: Sequence[str]) -> dict[str, LogNormalPrior]:
+    """Priors for `names` from a population fit (folder or LoadedFit): typical value and sqrt(ω²) each.
+
+    Parameters the population fit did not estimate are left without prior (so they are fitted by ML)."""
+    loaded = source if isinstance(source, LoadedFit) else load_fit(source, with_data=False)
+    typical = loaded.typical
+    params = list(loaded.parameters)
+    out = {}
+    for name in names:
+        if name in params and name in typical:
+            k = params.index(name)
+            out[name] = LogNormalPrior(typical[name], math.sqrt(max(float(loaded.omega[k, k]), 0.0)))
+    if not out:
+        raise CartkinError(f"--prior {loaded.folder}: the population fit estimated none of "
+                           f"{', '.join(names)} (it estimated {', '.join(params)})")
+    return out
