@@ -137,3 +137,20 @@ def test_model_is_immutable():
     small = cartkin.Model("decay", (cartkin.State("y"),), (cartkin.Parameter("r", 1.0),), equations)
     equations["y"] = r * y  # the caller's dict is copied, not shared
     assert small.equations["y"] == -r * y
+
+
+def test_a_freshly_compiled_model_and_the_cached_one_give_identical_numbers(tmp_path):
+    """The process that compiles a model and every later one (loading numba's cache, as Dask workers do)
+    must produce the same bits: no fast-math reordering may differ between the two."""
+    import subprocess
+    import sys
+    script = (
+        "import hashlib, numpy as np, cartkin\n"
+        "m = cartkin.load_model('liu2022')\n"
+        "r = cartkin.simulate_batch(m, None, np.linspace(0, 60, 121), {'rTA0': np.linspace(1, 2, 8)}, progress=False)\n"
+        "print(hashlib.sha256(r.states.tobytes()).hexdigest())\n")
+    env = {**__import__("os").environ, "CARTKIN_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    assert list((tmp_path / "cache" / "generated").glob("cartkin_gen_liu2022_*.py"))  # the first run compiled
+    assert runs[0].stdout.strip() == runs[1].stdout.strip()

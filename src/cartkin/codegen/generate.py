@@ -32,10 +32,11 @@ from ..solve.methods import AUTO, METHODS
 from .printer import assignments, to_code
 
 _TS = sp.Symbol("ts")  # time used in Piecewise conditions (the segment midpoint)
-#: LLVM fast-math flags for the right-hand side, Jacobians and the batch loop: fused multiply-add,
-#: reciprocal multiplication and reassociation (lets the stage loops vectorise): 1-8% less time per il10
-#: subject (82-87 vs 83-92 µs, noisy A/B). Not 'nnan'/'ninf': non-finite values must stay detectable.
-FAST_MATH = {"contract", "arcp", "nsz", "reassoc"}
+#: LLVM fast-math flags for the generated code: none. With contraction/reassociation (1-8% faster per il10
+#: subject) a freshly compiled module and the same module loaded from numba's cache gave results that
+#: differed in the last bits (a process that compiled a model disagreed with every later process and with
+#: Dask workers), which breaks "same seed, same numbers". tests/test_codegen.py checks fresh == cached.
+FAST_MATH: set[str] = set()
 _LOADED: dict[str, ModuleType] = {}
 
 ENTRY_TEMPLATE = '''
@@ -136,7 +137,7 @@ def generate_source(model: Model, derivatives: bool = False) -> str:
         f"N_BREAKPOINTS = {len(bps)}",
         f"WEIGHT_INDEX = {weight_index}",
         "NONNEGATIVE = (" + "".join(f"{st.nonnegative}, " for st in model.states) + ")",
-        "FAST_MATH = {" + ", ".join(repr(flag) for flag in sorted(FAST_MATH)) + "}",
+        f"FAST_MATH = {set(FAST_MATH)!r}",
         "",
     ]
     src += vector("rhs", "t, y, p, ts, out", list(f), True) + [""]
