@@ -27,6 +27,7 @@ def test_cd19_negative_subclone_is_not_killed_and_relapses_cd19_negative():
     start = r.observable("leukaemia_cd19neg")[0]
     assert start == pytest.approx(1000 * 1e-6)
     assert r.observable("L")[0] == pytest.approx(1000 * (1 - 1e-6))
+    assert r.observable("L_neg")[0] == pytest.approx(1e6 * 1000 * 1e-6)  # cells/L
     # without a CD19- clone the same patient stays in remission
     clean = run(L0=1000, f_neg=0.0)
     assert metrics.relapse_type(T, clean.observable("blast_pct"), clean.observable("blast_cd19neg_pct")) == ""
@@ -34,7 +35,8 @@ def test_cd19_negative_subclone_is_not_killed_and_relapses_cd19_negative():
 
 def test_blast_pct_counts_both_subclones():
     r = run(L0=1000, f_neg=0.5, kappa=0.0)
-    L, L_neg = r.observable("L"), r.observable("L_neg")
+    L, L_neg = r.observable("L"), r.observable("leukaemia_cd19neg")
+    np.testing.assert_allclose(L_neg, 1e-6 * r.observable("L_neg"), rtol=1e-15)  # the state is in cells/L
     np.testing.assert_allclose(r.observable("blast_pct"), 97.19 * (L + L_neg) / (L + L_neg + 1909), rtol=1e-12)
     np.testing.assert_allclose(r.observable("blast_cd19neg_pct"), 97.19 * L_neg / (L + L_neg + 1909), rtol=1e-12)
 

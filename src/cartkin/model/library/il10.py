@@ -8,6 +8,8 @@ CD19-negative (L_neg) leukaemic cells, normal B cells (B), plasma IL-10 (I) and 
 - CD19-negative subclone: L_neg grows like the leukaemia (r_L, logistic on the total L + L_neg) but is
   neither killed by CAR T nor part of the antigen load A = L + B. L(0) = L0 (1 - f_neg),
   L_neg(0) = L0 f_neg. blast_pct counts L + L_neg; blast_cd19neg_pct is its CD19-negative part.
+  (The state L_neg is kept in cells/L, 10^6 x cells/µL, so that the solver controls the relative
+  accuracy of this tiny, exponentially growing state; here it is written in cells/µL.)
       dL/dt     = r_L L (1 - (L + L_neg)/L_max) - kL
       dL_neg/dt = r_L L_neg (1 - (L + L_neg)/L_max)
 - Memory CAR T kill too, at phi_M times the effector rate (they keep B cells aplastic while they persist):
@@ -31,7 +33,9 @@ N, E, M, X, L, L_neg, B, I, C = symbols("N E M X L L_neg B I C")
     "r_L L_max L0 B0 delta_B armored q_I k_I I_base EC50_I e_rho e_mem e_exh e_C q_C k_C C_base "
     "c_copies WT f_neg phi_M")
 
-L_all = L + L_neg                          # all leukaemic cells (CD19+ and CD19-)
+PER_L = sp.Rational(1, 10**6)              # cells/L -> cells/µL
+L_neg_uL = L_neg * PER_L                   # CD19- cells in cells/µL (the state is in cells/L, see below)
+L_all = L + L_neg_uL                       # all leukaemic cells (CD19+ and CD19-), cells/µL
 A = L + B                                  # CD19 antigen load (CD19- blasts are invisible to CAR T)
 a = A / (A + K_A)                          # antigen-driven stimulation, 0..1
 m = I / (I + EC50_I)                       # IL-10 effect, 0..1
@@ -111,7 +115,9 @@ model = Model(
         State("M", "cells/µL", "memory CAR T cells", nonnegative=True),
         State("X", "cells/µL", "exhausted CAR T cells", nonnegative=True),
         State("L", "cells/µL", "CD19+ leukaemic cells", nonnegative=True),
-        State("L_neg", "cells/µL", "CD19-negative leukaemic cells (not seen or killed by CAR T)", nonnegative=True),
+        # in cells/L (10^6 x cells/µL): the subclone starts far below the solver's absolute tolerance
+        # in cells/µL, where its relative accuracy (and that of its exponential growth) is not controlled
+        State("L_neg", "cells/L", "CD19-negative leukaemic cells (not seen or killed by CAR T)", nonnegative=True),
         State("B", "cells/µL", "normal CD19+ B cells", nonnegative=True),
         State("I", "pg/mL", "plasma IL-10", nonnegative=True),
         State("C", "pg/mL", "plasma IL-6", nonnegative=True),
@@ -128,15 +134,15 @@ model = Model(
         "I": armored * q_I * (E + M) - k_I * (I - I_base),
         "C": q_C * (kL + kB) * (1 - e_C * m) - k_C * (C - C_base),
     },
-    initial={"L": L0 * (1 - f_neg), "L_neg": L0 * f_neg, "B": B0, "I": I_base, "C": C_base},
+    initial={"L": L0 * (1 - f_neg), "L_neg": L0 * f_neg / PER_L, "B": B0, "I": I_base, "C": C_base},
     observable_info=(
         Observable("car_blood", car_blood, "cells/µL", "CAR T cells in blood (N + E + M + X)"),
         Observable("car_copies", c_copies * car_blood, "copies/µg gDNA", "CAR transgene copies by qPCR"),
         Observable("blast_pct", 97.19 * L_all / (L_all + 1909), "%",
                    "marrow blast percentage, CD19+ and CD19- blasts (Liu 2022)"),
-        Observable("blast_cd19neg_pct", 97.19 * L_neg / (L_all + 1909), "%",
+        Observable("blast_cd19neg_pct", 97.19 * L_neg_uL / (L_all + 1909), "%",
                    "CD19-negative part of blast_pct (blast_pct x L_neg / (L + L_neg))"),
-        Observable("leukaemia_cd19neg", L_neg, "cells/µL", "CD19-negative leukaemic cells"),
+        Observable("leukaemia_cd19neg", L_neg_uL, "cells/µL", "CD19-negative leukaemic cells"),
         Observable("b_cells", B, "cells/µL", "normal B cells"),
         Observable("il10", I, "pg/mL", "plasma IL-10"),
         Observable("il6", C, "pg/mL", "plasma IL-6"),
