@@ -66,10 +66,11 @@ def test_jacobian_matches_finite_differences():
     mod = compile_model(model)
     rng = np.random.default_rng(3)
     t, y, p = random_point(model, rng)
-    J = np.empty((8, 8))
+    n = model.n_states()
+    J = np.empty((n, n))
     mod.jac(t, y, p, t, J)
-    fp, fm = np.empty(8), np.empty(8)
-    for j in range(8):
+    fp, fm = np.empty(n), np.empty(n)
+    for j in range(n):
         h = 1e-6 * max(1.0, abs(y[j]))
         yp, ym = y.copy(), y.copy()
         yp[j] += h

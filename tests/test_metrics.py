@@ -307,3 +307,64 @@ def test_bad_input_is_named_in_one_line(call, message):
     with pytest.raises(CartkinError, match=message) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+# --- CRS grade, relapse type, B-cell aplasia on a day -----------------------------------------------
+
+def test_crs_grade_counts_the_thresholds_the_il6_peak_reaches():
+    t = np.array([0.0, 2, 4, 6])
+    rows = np.array([[3.0, 5, 4, 3],          # below every threshold: no CRS
+                     [3.0, 200, 50, 3],       # exactly the grade-1 threshold counts
+                     [3.0, 400, 600, 10],     # peak 600: grade 3
+                     [3.0, 5000, 100, 3],     # grade 4
+                     [3.0, np.nan, 4, 3]])    # failed subject
+    grades = metrics.crs_grade(t, rows)
+    np.testing.assert_array_equal(grades[:4], [0, 1, 3, 4])
+    assert np.isnan(grades[4])
+    assert metrics.crs_grade(t, rows[2]) == 3.0 and isinstance(metrics.crs_grade(t, rows[2]), float)
+    assert metrics.crs_grade(t, rows[2], thresholds=(1, 2, 3, 700)) == 3.0
+    # monotone in the peak
+    peaks = np.linspace(0, 3000, 61)
+    g = metrics.crs_grade(t, np.column_stack([np.zeros(61), peaks, np.zeros(61), np.zeros(61)]))
+    assert np.all(np.diff(g) >= 0) and g[0] == 0 and g[-1] == 4
+
+
+@pytest.mark.parametrize("thresholds", [(1, 2, 3), (4, 3, 2, 1), (1, 2, np.nan, 4), "abc"])
+def test_crs_grade_rejects_bad_thresholds(thresholds):
+    with pytest.raises(CartkinError, match="thresholds"):
+        metrics.crs_grade([0.0, 1], [1.0, 2], thresholds=thresholds)
+
+
+def test_relapse_type_from_the_majority_at_the_relapse_day():
+    t = np.array([0.0, 28, 60, 90, 120])
+    total = np.array([[60.0, 1, 2, 10, 30],      # relapse between day 60 and 90
+                      [60.0, 1, 2, 10, 30],
+                      [60.0, 1, 1, 2, 3],        # no relapse
+                      [60.0, 20, 30, 40, 50],    # no response
+                      [60.0, 1, 2, np.nan, 30]])  # failed
+    negative = np.array([[0.0, 0.5, 1.5, 8, 25],   # CD19- blasts are the majority at relapse
+                         [0.0, 0.0, 0.5, 2, 5],    # CD19+ relapse
+                         [0.0, 0.9, 0.9, 1.9, 2.9],
+                         [0.0, 19, 29, 39, 49],
+                         [0.0, 1, 2, 3, 4]])
+    kinds = metrics.relapse_type(t, total, negative)
+    assert list(kinds) == ["cd19neg", "cd19pos", "", "", ""]
+    assert metrics.relapse_type(t, total[0], negative[0]) == "cd19neg"
+    assert metrics.relapse_type(t, total[0], negative[0], threshold=40.0) == ""  # never 40% after response
+    with pytest.raises(CartkinError, match="shape"):
+        metrics.relapse_type(t, total, negative[:2])
+
+
+def test_aplasia_at_a_day_uses_each_patients_baseline():
+    t = np.array([0.0, 100, 200])
+    b = np.array([[200.0, 1, 10],
+                  [200.0, 1, 30],
+                  [100.0, 1, 25],
+                  [100.0, np.nan, 1]])
+    out = metrics.aplasia_at(t, b, baseline=[200.0, 200, 100, 100], day=150.0)  # values 5.5, 15.5, 13, nan
+    np.testing.assert_array_equal(out[:3], [1.0, 1.0, 0.0])
+    assert np.isnan(out[3])
+    assert metrics.aplasia_at(t, b[1], 200.0, day=200.0) is False
+    assert metrics.aplasia_at(t, b[1], 200.0, day=200.0, fraction=0.2) is True
+    with pytest.raises(CartkinError, match="outside"):
+        metrics.aplasia_at(t, b, 200.0, day=400.0)

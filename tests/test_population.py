@@ -158,7 +158,7 @@ def test_variability_sample_is_typical_times_exp_eta():
     P = v.sample(IL10, typical, z)
     L = v.cholesky(IL10)
     np.testing.assert_allclose(col(P, "rho"), np.exp(L[0, 0] * np.array([0, 1, -1])))
-    np.testing.assert_allclose(col(P, "kappa"), 5.0 * np.exp(L[1, 0] * np.array([0, 1, -1])))
+    np.testing.assert_allclose(col(P, "kappa"), IL10.parameters["kappa"] * np.exp(L[1, 0] * np.array([0, 1, -1])))
     np.testing.assert_array_equal(np.delete(P, [IL10.parameter_index("rho"), IL10.parameter_index("kappa")], 1),
                                   np.delete(np.tile(typical, (3, 1)), [IL10.parameter_index("rho"),
                                                                         IL10.parameter_index("kappa")], 1))

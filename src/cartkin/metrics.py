@@ -16,7 +16,8 @@ from numba import njit
 from cartkin.errors import CartkinError
 
 __all__ = ["cmax", "tmax", "auc", "terminal_half_life", "tlast", "duration_below", "response",
-           "mrd_negative", "relapse_day", "relapse_free", "exposure_summary"]
+           "mrd_negative", "relapse_day", "relapse_free", "relapse_type", "aplasia_at", "crs_grade",
+           "CRS_IL6_THRESHOLDS", "exposure_summary"]
 
 _LN2 = float(np.log(2.0))
 _ADJUSTED_R2_TOLERANCE = 1e-4  # WinNonlin best-fit rule: within this of the best, prefer more points
@@ -387,6 +388,88 @@ def relapse_free(times, blast_pct, at_day: float, threshold: float = 5.0,
     responded, day = _relapse(t, rows[~failed], threshold, response_day)
     flag[~failed] = responded & ~(day <= at_day)
     return _yes_no(flag, failed, single)
+
+
+def relapse_type(times, blast_total, blast_cd19neg, threshold: float = 5.0,
+                 response_day: float = 28.0) -> str | np.ndarray:
+    """Type of the first relapse: "cd19neg", "cd19pos", or "" (no relapse, or no response).
+
+    The relapse day is that of `relapse_day` on the total blast % (CD19+ and CD19- blasts). On that day
+    (both curves linearly interpolated) the relapse is CD19-negative when the CD19-negative blasts are
+    the majority, `blast_cd19neg > blast_total / 2`; otherwise CD19-positive. A failed subject (NaN or
+    infinity in either curve) gives "". One subject gives a str, many an array of str.
+    """
+    t, total, single = _prepare(times, blast_total)
+    t2, negative, _ = _prepare(times, blast_cd19neg)
+    if negative.shape != total.shape:
+        raise CartkinError(f"blast_cd19neg must have the shape of blast_total {total.shape}, got {negative.shape}")
+    response_day = _day_inside(t, response_day, "response_day")
+    threshold = _number(threshold, "threshold")
+    out = np.full(total.shape[0], "", dtype="<U7")
+    ok = ~(_failed(total) | _failed(negative))
+    days = np.full(total.shape[0], np.nan)
+    days[ok] = _relapse(t, total[ok], threshold, response_day)[1]
+    for i in np.flatnonzero(np.isfinite(days)):
+        day = float(days[i])
+        at_total = _interpolate(t, total[i:i + 1], day, right=True, log_down=False)[0]
+        at_negative = _interpolate(t, negative[i:i + 1], day, right=True, log_down=False)[0]
+        out[i] = "cd19neg" if at_negative > 0.5 * at_total else "cd19pos"
+    return str(out[0]) if single else out
+
+
+def aplasia_at(times, b_cells, baseline, day: float = 182.5,
+               fraction: float = 0.1) -> bool | float | np.ndarray:
+    """B-cell aplasia on `day`: b_cells (linearly interpolated) below `fraction` × `baseline`.
+
+    `baseline` is a scalar or one value per subject (each patient's B0). Yes/no as `response`.
+    """
+    t, rows, single = _prepare(times, b_cells)
+    day = _day_inside(t, day, "aplasia_at")
+    fraction = _number(fraction, "fraction")
+    try:
+        base = np.asarray(baseline, dtype=float)
+    except (TypeError, ValueError):
+        raise CartkinError("baseline must be a number or one number per subject") from None
+    if base.ndim > 1 or (base.ndim == 1 and base.size != rows.shape[0]):
+        raise CartkinError(f"baseline must be a scalar or have one value per subject ({rows.shape[0]}), "
+                           f"got shape {base.shape}")
+    base = np.broadcast_to(base, (rows.shape[0],))
+    failed = _failed(rows) | ~np.isfinite(base)
+    flag = _interpolate(t, rows, day, right=True, log_down=False) < fraction * base
+    return _yes_no(flag, failed, single)
+
+
+#: peak IL-6 (pg/mL) from which a patient is given CRS grade 1, 2, 3 and 4 by `crs_grade`.
+#: A modelling assumption, not a clinical rule: neither the ASTCT (Lee 2019) nor the Penn grading uses a
+#: cytokine level. Grade rises with peak IL-6 as severe CRS does in Teachey 2016 (Cancer Discov 6:664;
+#: peak IL-6, IFN-γ and sgp130 separated grade 4–5 CRS, with IL-6 peaks of thousands of pg/mL, from
+#: milder cases with peaks of tens to hundreds). Baseline IL-6 is < 10 pg/mL. The cut-offs were set
+#: on the il10 model (first-pass defaults) so that a conventional product at 1e6/kg in high-burden
+#: virtual patients (baseline marrow blasts >= 50%; ELIANA's median was 74%) gives roughly the
+#: ELIANA/Penn figures: ~85% any grade (ELIANA 77%), ~38% grade 3–4 (ELIANA ~46%). They belong to the
+#: model's IL-6 scale: recalibrate them with the model (q_C).
+CRS_IL6_THRESHOLDS = (200.0, 350.0, 550.0, 1000.0)
+
+
+def crs_grade(times, il6, thresholds=CRS_IL6_THRESHOLDS) -> float | np.ndarray:
+    """CRS grade 0–4 from the peak IL-6 (pg/mL): the number of `thresholds` the peak reaches.
+
+    `thresholds` are four increasing peak-IL-6 levels for grades 1 to 4 (default CRS_IL6_THRESHOLDS,
+    a modelling assumption documented there). The grade is monotone in peak IL-6. A failed subject
+    gives NaN. One subject gives a float, many an array.
+    """
+    t, rows, single = _prepare(times, il6)
+    try:
+        cut = np.asarray(thresholds, dtype=float)
+    except (TypeError, ValueError):
+        raise CartkinError("thresholds must be four numbers") from None
+    if cut.shape != (4,) or not np.all(np.isfinite(cut)) or np.any(np.diff(cut) <= 0):
+        raise CartkinError(f"thresholds must be four finite increasing numbers (grades 1–4), got {thresholds!r}")
+    out = np.full(rows.shape[0], np.nan)
+    ok = ~_failed(rows)
+    peak = rows[ok].max(axis=1)
+    out[ok] = (peak[:, None] >= cut[None, :]).sum(axis=1)
+    return _scalar(out, single)
 
 
 def exposure_summary(times, values, limit: float = 0.0) -> dict[str, float | np.ndarray]:
