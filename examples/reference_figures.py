@@ -33,7 +33,7 @@ def scenario(n: int) -> cartkin.Scenario:
     text = resources.files("cartkin.scenario").joinpath("default.toml").read_text(encoding="utf-8")
     data = tomllib.loads(text)
     data["population"]["n"] = n
-    data["outcomes"].update(exposure="car_copies", limit=LLOQ)
+    data["outcomes"]["exposure"] = {"observable": "car_copies", "limit": LLOQ}
     data["arms"] = [
         {"name": "conventional 1e6/kg", "parameters": {"armored": 0}, "regimen": {"dose_per_kg": 1e6}},
         {"name": "IL-10 0.1e6/kg", "parameters": {"armored": 1}, "regimen": {"dose_per_kg": 0.1e6}},
@@ -66,7 +66,7 @@ def main() -> None:
     o = conventional.outcomes
     responded = o["response"] == 1
     horizon = float(conventional.times[-1])
-    print(f"il10 defaults (MODEL.md), conventional product at 1e6 cells/kg, {args.n} virtual patients of the "
+    print(f"il10 defaults (first-pass tuning, see README), conventional product at 1e6 cells/kg, {args.n} virtual patients of the "
           f"default scenario; exposure car_copies, LLOQ {LLOQ:g} copies/µg\n")
     print("| group | N | Cmax copies/µg | Tmax d | AUC0–28 copies/µg·d | half-life d (to d84) | Tlast d |")
     print("|---|---|---|---|---|---|---|")

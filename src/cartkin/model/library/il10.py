@@ -148,5 +148,5 @@ model = Model(
         Observable("il6", C, "pg/mL", "plasma IL-6"),
     ),
     dose=DoseInput(target="N", per_kg=f_blood / 70000, weight="WT"),
-    default_fit=("rho", "kappa", "k_exh", "delta_E"),  # f_blood scales the dose: not estimable yet
+    default_fit=("rho", "kappa", "k_exh", "delta_E"),  # f_blood (the dose scale) is estimable too: --estimate
 )
