@@ -123,6 +123,13 @@ class Subject:
     def n_censored(self) -> int:
         return int(self.censored.sum())
 
+    def parameters(self, model: Model, fixed: Mapping[str, float] | None = None) -> np.ndarray:
+        """This subject's full parameter vector: the model defaults, then its covariates, then `fixed`."""
+        p = np.array([q.default for q in model.parameter_info], dtype=float)
+        for name, value in (*self.covariates.items(), *(fixed or {}).items()):
+            p[model.parameter_index(name)] = value
+        return p
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:

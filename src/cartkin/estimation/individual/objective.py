@@ -78,12 +78,7 @@ class Problem:
         return log_sigma_all[j * ns:(j + 1) * ns]
 
     def base_parameters(self, subject: Subject) -> np.ndarray:
-        p = np.array([q.default for q in self.model.parameter_info], dtype=float)
-        for name, value in subject.covariates.items():
-            p[self.model.parameter_index(name)] = value
-        for name, value in self.fixed.items():
-            p[self.model.parameter_index(name)] = value
-        return p
+        return subject.parameters(self.model, self.fixed)
 
     def predict(self, subject: Subject, p: np.ndarray, times=None, observable_index=None):
         """(prediction, d prediction / d free parameter) at the subject's observations (or given times)."""

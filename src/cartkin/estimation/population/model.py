@@ -90,7 +90,7 @@ class PopulationModel:
         self.covariate_terms = np.array([[e.transform(s.covariates[e.covariate]) for e in self.effects]
                                          for s in data.subjects], dtype=float).reshape(data.n_subjects,
                                                                                         len(self.effects))
-        self.base = np.array([self._base(s) for s in data.subjects])
+        self.base = np.array([s.parameters(model, self.fixed) for s in data.subjects])
         self.events = [(s.regimen or regimen or Regimen.none()).events(model) for s in data.subjects]
         self._designs: dict = {}
 
@@ -107,14 +107,6 @@ class PopulationModel:
     def n_fixed_effects(self) -> int:
         """μ's and covariate coefficients: the columns of the design matrix X_i."""
         return self.n_parameters + self.n_effects
-
-    def _base(self, subject) -> np.ndarray:
-        p = np.array([q.default for q in self.model.parameter_info], dtype=float)
-        for name, value in subject.covariates.items():
-            p[self.model.parameter_index(name)] = value
-        for name, value in self.fixed.items():
-            p[self.model.parameter_index(name)] = value
-        return p
 
     def design_matrices(self, subjects: np.ndarray | None = None) -> np.ndarray:
         """X_i (subjects × q × (q + effects)): φ_i mean = X_i [μ, β]."""
