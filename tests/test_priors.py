@@ -125,7 +125,9 @@ def test_cli_prior_round_trip_and_errors(tmp_path, capsys):
     assert row["AIC"].lower() == "nan" or row["AIC"] == ""
     direct = fit(model, data, estimate=FREE, starts=1, sigma=SIGMA,
                  priors={"rTA0": (1.5, 0.5), "eBp": (0.5, 1), "lTA0": (0.1, 2)})
-    assert float(row["rTA0"]) == pytest.approx(direct.fits[0].estimates[0], rel=1e-6)
+    # the CLI reads the data back from a CSV (10 digits) and L-BFGS-B stops within its tolerance: the same
+    # optimum to ~1e-4 in the parameter (measured: 1.1e-4 on one machine), closer in the objective
+    assert float(row["rTA0"]) == pytest.approx(direct.fits[0].estimates[0], rel=1e-3)
     assert float(row["objective"]) == pytest.approx(direct.fits[0].objective, rel=1e-5)  # as written
     for bad, message in ((["--prior", "rTA0=1:0.5", "--prior", "rTA0=2:0.5"], "rTA0 is given twice"),
                          (["--prior", "rTA0=1"], "expected NAME=MEDIAN:SD"),
