@@ -41,7 +41,7 @@ def scenario_with(outcomes: str, n: int = 30, horizon: float | None = None) -> S
 
 def test_the_built_in_scenario_lists_its_outcomes_as_tables():
     o = default_scenario().outcomes
-    assert o.names == ("exposure", "response", "aplasia", "peak")
+    assert o.names == ("exposure", "response", "aplasia", "crs", "relapse_type", "peak")
     assert o.get("aplasia").baseline == "B0" and o.get("peak").observables == ("il6", "il10")
     assert o.get("missing") is None and "peak" in o and "missing" not in o
 
@@ -52,7 +52,7 @@ def test_older_flat_keys_give_the_same_outcomes_as_the_tables():
                                                                                 'exposure = "E"'))
     assert changed.outcomes.get("exposure") == registry.ExposureSettings(observable="E", limit=0.5)
     no_blast = scenario_with('[outcomes]\nblast = ""\n').outcomes
-    assert no_blast.names == ("exposure", "aplasia", "peak")
+    assert no_blast.names == ("exposure", "aplasia", "crs", "relapse_type", "peak")
 
 
 def test_default_days_beyond_a_short_horizon_are_dropped_given_ones_are_errors():
@@ -173,3 +173,35 @@ def test_a_new_outcome_is_one_registry_entry(tmp_path, monkeypatch):
         Scenario.from_dict(tomllib.loads(HEAD + '[outcomes.trough]\nobservable = "cars"\n' + ARMS))
     with pytest.raises(CartkinError, match="already registered"):
         registry.register(TROUGH)
+
+
+def test_crs_relapse_type_and_aplasia_on_a_day_reach_the_tables(tmp_path):
+    """The built-in scenario reports CRS any/≥3 %, the CD19− share of relapses and aplasia at day 182.5,
+    and each summary percentage is what patients.csv gives."""
+    import csv
+    import dataclasses
+
+    import cartkin
+    from cartkin.scenario import default_scenario
+    scenario = default_scenario()
+    scenario = dataclasses.replace(scenario, population=dataclasses.replace(scenario.population, n=60))
+    comparison = cartkin.compare(scenario, progress=False)
+    cartkin.write(comparison, tmp_path)
+    with open(tmp_path / "summary.csv") as fh:
+        summary = {row["arm"]: row for row in csv.DictReader(fh)}
+    with open(tmp_path / "patients.csv") as fh:
+        patients = list(csv.DictReader(fh))
+    for arm, row in summary.items():
+        mine = [p for p in patients if p["arm"] == arm and p["ok"] == "1"]
+        grades = [float(p["crs_grade"]) for p in mine]
+        # summary.csv holds 6 significant digits
+        assert float(row["crs_any_pct"]) == pytest.approx(100 * np.mean([g >= 1 for g in grades]), rel=1e-5)
+        assert float(row["crs_grade3plus_pct"]) == pytest.approx(100 * np.mean([g >= 3 for g in grades]), rel=1e-5)
+        typed = [float(p["relapse_cd19neg"]) for p in mine if p["relapse_cd19neg"] not in ("", "nan")]
+        expected = 100 * np.mean(typed) if typed else float("nan")
+        assert float(row["relapse_cd19neg_pct"]) == pytest.approx(expected, rel=1e-5, nan_ok=True)
+        relapsed = [p for p in mine if p["relapse_day"] not in ("", "nan")]
+        assert len(typed) == len(relapsed)  # every relapse is typed, nothing else is
+        assert float(row["aplasia_182.5_pct"]) == pytest.approx(
+            100 * np.mean([float(p["aplasia_182.5"]) > 0.5 for p in mine]), rel=1e-5)
+    assert "CRS grade from peak `il6`" in (tmp_path / "summary.md").read_text()

@@ -71,13 +71,14 @@ def setting(default: Any = MISSING, *, refers_to: str = "", check: str = "", day
 @dataclass(frozen=True)
 class Statistic:
     """How one per-patient outcome enters summary.csv: "quantiles" gives <outcome>_median, _p05, _p95
-    (finite values), "percent" gives <outcome>_pct (% of solved patients with a value > 0.5)."""
+    (finite values), "percent" gives <outcome>_pct (% of solved patients with a value > 0.5), "share" gives
+    <outcome>_pct over the patients where it is defined (finite), e.g. the CD19− share of relapses."""
     outcome: str
     kind: str = "quantiles"
 
     def values(self, values: np.ndarray, ok: np.ndarray) -> dict[str, float]:
-        if self.kind == "percent":
-            v = values[ok]
+        if self.kind in ("percent", "share"):
+            v = values[ok & np.isfinite(values)] if self.kind == "share" else values[ok]
             return {self.outcome + "_pct": float(100.0 * np.mean(v > 0.5)) if v.size else float("nan")}
         v = values[np.isfinite(values)]
         names = [self.outcome + suffix for suffix in ("_median", "_p05", "_p95")]
@@ -253,18 +254,31 @@ class AplasiaSettings:
     baseline: str = setting(refers_to="parameter")  # each patient's baseline level of it
     fraction: float = setting(0.1, check="fraction")  # aplasia while observable < fraction × baseline
     label: str = setting("aplasia")  # column header (with " d") and report text
+    at_days: tuple[float, ...] = setting([], check="positive", day=True)  # aplasia_<day>: still in aplasia
 
 
 def _aplasia(times, observables, parameters, s: AplasiaSettings) -> dict:
     threshold = s.fraction * parameters[s.baseline]
-    return {"aplasia_days": metrics.duration_below(times, observables[s.observable], threshold)}
+    out = {"aplasia_days": metrics.duration_below(times, observables[s.observable], threshold)}
+    for day in s.at_days:
+        out[f"aplasia_{day:g}"] = metrics.aplasia_at(times, observables[s.observable], parameters[s.baseline],
+                                                     day=day, fraction=s.fraction)
+    return out
+
+
+def _aplasia_summary(s: AplasiaSettings, scenario):
+    statistics = [Statistic("aplasia_days"), *(Statistic(f"aplasia_{d:g}", "percent") for d in s.at_days)]
+    display = [Display(f"{s.label} d", lambda r: format_number(r["aplasia_days_median"])),
+               *(Display(f"{s.label} d{d:g} %", lambda r, d=d: format_number(r[f"aplasia_{d:g}_pct"]))
+                 for d in s.at_days)]
+    return statistics, display
 
 
 register(Outcome(
-    "aplasia", AplasiaSettings, _aplasia,
-    summary=lambda s, scenario: ([Statistic("aplasia_days")],
-                                 [Display(f"{s.label} d", lambda r: format_number(r["aplasia_days_median"]))]),
-    text=lambda s, scenario: f"{s.label}: days with `{s.observable}` below {s.fraction:g} × {s.baseline}.",
+    "aplasia", AplasiaSettings, _aplasia, _aplasia_summary,
+    text=lambda s, scenario: (f"{s.label}: days with `{s.observable}` below {s.fraction:g} × {s.baseline}"
+                              + ("; % of patients still below it on day " + ", ".join(f"{d:g}" for d in s.at_days)
+                                 if s.at_days else "") + "."),
     curves=lambda s: (s.observable,), legacy={"aplasia_fraction": "fraction"}))
 
 
@@ -293,3 +307,57 @@ def _peak_summary(s: PeakSettings, scenario):
 
 register(Outcome("peak", PeakSettings, _peak, _peak_summary,
                  text=lambda s, scenario: "Peaks: maximum of " + ", ".join(f"`{n}`" for n in s.observables) + "."))
+
+
+# ---- CRS grade -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CrsSettings:
+    observable: str = setting(refers_to="observable")  # IL-6 (pg/mL)
+    thresholds: tuple[float, ...] = setting(list(metrics.CRS_IL6_THRESHOLDS), check="positive")  # grades 1–4
+
+    def __post_init__(self):
+        if len(self.thresholds) != 4 or list(self.thresholds) != sorted(set(self.thresholds)):
+            raise CartkinError(f"thresholds: four increasing peak levels for grades 1 to 4, got {list(self.thresholds)}")
+
+
+def _crs(times, observables, parameters, s: CrsSettings) -> dict:
+    grade = np.asarray(metrics.crs_grade(times, observables[s.observable], s.thresholds), dtype=float)
+    with np.errstate(invalid="ignore"):
+        return {"crs_grade": grade, "crs_any": np.where(np.isnan(grade), np.nan, grade >= 1),
+                "crs_grade3plus": np.where(np.isnan(grade), np.nan, grade >= 3)}
+
+
+register(Outcome(
+    "crs", CrsSettings, _crs,
+    summary=lambda s, scenario: ([Statistic("crs_any", "percent"), Statistic("crs_grade3plus", "percent")],
+                                 [Display("CRS any %", lambda r: format_number(r["crs_any_pct"])),
+                                  Display("CRS ≥3 %", lambda r: format_number(r["crs_grade3plus_pct"]))]),
+    text=lambda s, scenario: (f"CRS grade from peak `{s.observable}`: grades 1–4 from "
+                              + "/".join(f"{x:g}" for x in s.thresholds) + " — a modelling assumption "
+                              "(no clinical grading uses cytokine levels; cartkin.metrics.crs_grade).")))
+
+
+# ---- relapse type ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RelapseTypeSettings:
+    observable: str = setting(refers_to="observable")  # total blast %
+    cd19neg: str = setting(refers_to="observable")  # the CD19-negative part of it
+    day: float = setting(28.0, check="positive", day=True)  # response day
+    threshold: float = setting(5.0, check="percent")  # relapse: blasts back at or above it
+
+
+def _relapse_type(times, observables, parameters, s: RelapseTypeSettings) -> dict:
+    kind = metrics.relapse_type(times, observables[s.observable], observables[s.cd19neg], s.threshold, s.day)
+    kind = np.atleast_1d(kind)
+    return {"relapse_cd19neg": np.where(kind == "cd19neg", 1.0, np.where(kind == "cd19pos", 0.0, np.nan))}
+
+
+register(Outcome(
+    "relapse_type", RelapseTypeSettings, _relapse_type,
+    summary=lambda s, scenario: ([Statistic("relapse_cd19neg", "share")],
+                                 [Display("CD19− relapses %", lambda r: format_number(r["relapse_cd19neg_pct"]))]),
+    text=lambda s, scenario: (f"Relapse type (patients.csv `relapse_cd19neg`: 1 CD19−, 0 CD19+, empty without "
+                              f"relapse): CD19− when `{s.cd19neg}` is the majority of `{s.observable}` on the relapse "
+                              f"day; the summary gives the CD19− share of relapses.")))
