@@ -173,7 +173,11 @@ def test_cli_models_and_simulate(tmp_path, capsys):
     assert main(["models"]) == 0
     assert "stein2019" in capsys.readouterr().out
     assert main(["models", "il10"]) == 0
-    assert "e_mem" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "e_mem" in printed
+    for q in cartkin.load_model("il10").parameter_info:  # every parameter's unit and whole source
+        line = next(row for row in printed.splitlines() if row.split()[:1] == [q.name])
+        assert q.source in line and q.unit in line, line
     out = tmp_path / "one.csv"
     png = tmp_path / "one.png"
     assert main(["simulate", "--model", "il10", "--dose", "0.1e6", "--per-kg", "--days", "60",

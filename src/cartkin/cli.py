@@ -205,10 +205,11 @@ def _models(args) -> int:
     for s in model.states:
         print(f"  {s.name:10s} {s.unit:14s} {s.description}")
     print("\nparameters:")
-    print(f"  {'name':10s} {'default':>10s}  {'unit':22s} {'source':28s} meaning")
-    for q in model.parameter_info:
-        tag = " (covariate)" if q.covariate else ""
-        print(f"  {q.name:10s} {q.default:10.4g}  {q.unit:22s} {q.source[:28]:28s} {q.description}{tag}")
+    meanings = [q.description + (" (covariate)" if q.covariate else "") for q in model.parameter_info]
+    width = max(len(m) for m in meanings + ["meaning"])
+    print(f"  {'name':10s} {'default':>10s}  {'unit':22s} {'meaning':{width}s}  source")
+    for q, meaning in zip(model.parameter_info, meanings):  # the source in full: it is the provenance
+        print(f"  {q.name:10s} {q.default:10.4g}  {q.unit:22s} {meaning:{width}s}  {q.source}")
     print("\nobservables:")
     for o in model.observable_info:
         print(f"  {o.name:10s} {o.unit:14s} {o.description}")
