@@ -38,6 +38,8 @@ _TS = sp.Symbol("ts")  # time used in Piecewise conditions (the segment midpoint
 #: Dask workers), which breaks "same seed, same numbers". tests/test_codegen.py checks fresh == cached.
 FAST_MATH: set[str] = set()
 _LOADED: dict[str, ModuleType] = {}
+#: name prefix of every generated module
+GENERATED = "cartkin_gen_"
 
 ENTRY_TEMPLATE = '''
 # ---- entry points binding this model to the generic integrators ------------------------------------
@@ -194,18 +196,22 @@ def compile_model(model: Model, derivatives: bool = False) -> ModuleType:
     derivatives: also generate the parameter-derivative kernels (dfdp, dinitial_dp, dobserve_dy,
     dobserve_dp, ddose_scale_dp), which the solvers do not use.
     """
-    key = module_key(model, derivatives)
+    return load_module(module_key(model, derivatives), lambda: generate_source(model, derivatives))
+
+
+def load_module(key: str, source) -> ModuleType:
+    """The generated module named GENERATED + `key`: this process's copy, else the cache folder's file,
+    written first (atomically) from `source` (the text, or a function giving it) when it is missing."""
     if key in _LOADED:
         return _LOADED[key]
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"cartkin_gen_{key}"
+    name = GENERATED + key
     path = folder / f"{name}.py"
     if not path.exists():
-        source = generate_source(model, derivatives)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(source)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(source() if callable(source) else source)
         os.replace(tmp, path)  # atomic: concurrent processes never see half a file
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)

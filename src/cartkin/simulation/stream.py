@@ -9,10 +9,6 @@ population: subjects are solved independently, and a `Population` draws each sub
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import os
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +17,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..codegen import generate
+from ..codegen.generate import GENERATED
 from ..errors import CartkinError
 from ..execution import chunks_for, executor
 from ..metrics import exposure_summary
@@ -34,8 +31,6 @@ from ..solve.solver import Solver
 from .run import _prepare, as_solver, parameter_matrix, solve_shared
 
 Summarize = Callable[[BatchResult], Mapping[str, np.ndarray]]
-#: name prefix of the modules cartkin.codegen generates
-GENERATED = "cartkin_gen_"
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,25 +175,9 @@ def _unpack(data: bytes) -> Shipped:
 
 
 def _generated_module(name: str, source: str) -> ModuleType:
-    """A model's generated module on a worker: loaded if this process has it, else written to the worker's
-    cache folder (if missing) and loaded; numba compiles it once per worker and caches it on disk."""
-    key = name.removeprefix(GENERATED)
-    if key in generate._LOADED:
-        return generate._LOADED[key]
-    folder = generate.cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.py"
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(source)
-        os.replace(tmp, path)  # atomic: concurrent workers never see half a file
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    generate._LOADED[key] = module
-    return module
+    """A model's generated module on a worker: this process's, else written to the worker's cache folder (if
+    missing) and loaded; numba compiles it once per worker and caches it on disk."""
+    return generate.load_module(name.removeprefix(GENERATED), source)
 
 
 def _reduce_model(model: Model):
