@@ -86,6 +86,17 @@ def _day_inside(t: np.ndarray, day, what: str) -> float:
     return day
 
 
+def _per_subject(value, n: int, name: str) -> np.ndarray:
+    """A scalar or one value per subject, as n values (a CartkinError naming `name` otherwise)."""
+    try:
+        v = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise CartkinError(f"{name} must be a number or one number per subject") from None
+    if v.ndim > 1 or (v.ndim == 1 and v.size != n):
+        raise CartkinError(f"{name} must be a scalar or have one value per subject ({n}), got shape {v.shape}")
+    return np.broadcast_to(v, (n,))
+
+
 def _scalar(out: np.ndarray, single: bool):
     """A Python float for one subject, the array for many."""
     return float(out[0]) if single else out
@@ -302,14 +313,7 @@ def duration_below(times, values, threshold) -> float | np.ndarray:
     (B-cell aplasia: b_cells below 0.1 × each patient's B0).
     """
     t, rows, single = _prepare(times, values)
-    try:
-        thr = np.asarray(threshold, dtype=float)
-    except (TypeError, ValueError):
-        raise CartkinError("threshold must be a number or one number per subject") from None
-    if thr.ndim > 1 or (thr.ndim == 1 and thr.size != rows.shape[0]):
-        raise CartkinError(f"threshold must be a scalar or have one value per subject ({rows.shape[0]}), "
-                           f"got shape {thr.shape}")
-    thr = np.broadcast_to(thr.reshape(-1, 1) if thr.ndim else thr, (rows.shape[0], 1))
+    thr = _per_subject(threshold, rows.shape[0], "threshold").reshape(-1, 1)
     d = rows - thr  # below where d < 0
     a, b = d[:, :-1], d[:, 1:]
     dt = np.diff(t)
@@ -426,14 +430,7 @@ def aplasia_at(times, b_cells, baseline, day: float = 182.5,
     t, rows, single = _prepare(times, b_cells)
     day = _day_inside(t, day, "aplasia_at")
     fraction = _number(fraction, "fraction")
-    try:
-        base = np.asarray(baseline, dtype=float)
-    except (TypeError, ValueError):
-        raise CartkinError("baseline must be a number or one number per subject") from None
-    if base.ndim > 1 or (base.ndim == 1 and base.size != rows.shape[0]):
-        raise CartkinError(f"baseline must be a scalar or have one value per subject ({rows.shape[0]}), "
-                           f"got shape {base.shape}")
-    base = np.broadcast_to(base, (rows.shape[0],))
+    base = _per_subject(baseline, rows.shape[0], "baseline")
     failed = _failed(rows) | ~np.isfinite(base)
     flag = _interpolate(t, rows, day, right=True, log_down=False) < fraction * base
     return _yes_no(flag, failed, single)
