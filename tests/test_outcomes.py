@@ -197,11 +197,12 @@ def test_crs_relapse_type_and_aplasia_on_a_day_reach_the_tables(tmp_path):
         # summary.csv holds 6 significant digits
         assert float(row["crs_any_pct"]) == pytest.approx(100 * np.mean([g >= 1 for g in grades]), rel=1e-5)
         assert float(row["crs_grade3plus_pct"]) == pytest.approx(100 * np.mean([g >= 3 for g in grades]), rel=1e-5)
-        typed = [float(p["relapse_cd19neg"]) for p in mine if p["relapse_cd19neg"] not in ("", "nan")]
+        assert {p["relapse_type"] for p in mine} <= {"", "cd19neg", "cd19pos"}
+        typed = [p["relapse_type"] == "cd19neg" for p in mine if p["relapse_type"]]
         expected = 100 * np.mean(typed) if typed else float("nan")
         assert float(row["relapse_cd19neg_pct"]) == pytest.approx(expected, rel=1e-5, nan_ok=True)
         relapsed = [p for p in mine if p["relapse_day"] not in ("", "nan")]
         assert len(typed) == len(relapsed)  # every relapse is typed, nothing else is
-        assert float(row["aplasia_182.5_pct"]) == pytest.approx(
-            100 * np.mean([float(p["aplasia_182.5"]) > 0.5 for p in mine]), rel=1e-5)
+        assert float(row["aplasia_182_pct"]) == pytest.approx(
+            100 * np.mean([float(p["aplasia_182"]) > 0.5 for p in mine]), rel=1e-5)
     assert "CRS grade from peak `il6`" in (tmp_path / "summary.md").read_text()

@@ -55,7 +55,8 @@ def _save(fig, path: Path) -> Path:
 
 def comparison_figures(comparison, outdir: Path) -> list[Path]:
     """kinetics.png and exposure.png when the scenario reports the exposure outcome; blasts.png,
-    response.png and relapse_free.png when it reports the response outcome."""
+    response.png and relapse_free.png when it reports the response outcome; crs.png and relapse_type.png
+    for the crs and relapse_type outcomes."""
     outdir.mkdir(parents=True, exist_ok=True)
     colours = arm_colours(comparison.arms)
     reported = comparison.scenario.outcomes
@@ -69,7 +70,64 @@ def comparison_figures(comparison, outdir: Path) -> list[Path]:
     if "response" in reported:
         paths.append(_response_figure(comparison, colours, outdir / "response.png"))
         paths.append(_relapse_figure(comparison, colours, outdir / "relapse_free.png"))
+    if "crs" in reported:
+        paths.append(_crs_figure(comparison, outdir / "crs.png"))
+    if "relapse_type" in reported:
+        paths.append(_relapse_type_figure(comparison, outdir / "relapse_type.png"))
     return paths
+
+
+CRS_COLOURS = ("#f0f0f0", "#fdd49e", "#fc8d59", "#d7301f", "#7f0000")  # grades 0-4
+
+
+def _stacked(ax, arms, shares, colours, labels) -> None:
+    """Stacked % bars, one per arm; each non-zero segment labelled with its value when it has room."""
+    x = np.arange(len(arms))
+    bottom = np.zeros(len(arms))
+    for values, colour, label in zip(shares, colours, labels):
+        bars = ax.bar(x, values, 0.6, bottom=bottom, color=colour, edgecolor="0.4", linewidth=0.5, label=label)
+        for b, v, y0 in zip(bars, values, bottom):
+            if v >= 4:
+                ax.text(b.get_x() + b.get_width() / 2, y0 + v / 2, f"{v:.1f}", ha="center", va="center", fontsize=7)
+        bottom = bottom + np.asarray(values)
+    ax.set_xticks(x, [_wrap(r.arm.name) for r in arms], fontsize=8)
+    ax.set_ylabel("% of virtual patients")
+
+
+def _crs_figure(comparison, path: Path) -> Path:
+    """CRS grade 0-4 per arm as stacked % of solved patients (grades from peak IL-6, an assumption)."""
+    o, arms = comparison.scenario.outcomes.get("crs"), comparison.arms
+    grades = [r.outcomes["crs_grade"][r.ok] for r in arms]
+    shares = [[100 * np.mean(g == k) if g.size else np.nan for g in grades] for k in range(5)]
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    _stacked(ax, arms, shares, CRS_COLOURS, [f"grade {k}" for k in range(5)])
+    ax.set_ylim(0, 104)
+    limits = "/".join(f"{v:g}" for v in o.thresholds)
+    ax.set_title(f"CRS grade (from peak {o.observable}: grades 1–4 at {limits} pg/mL, a modelling assumption)",
+                 fontsize=10)
+    _legend_below(fig, [Patch(facecolor=c, edgecolor="0.4", label=f"grade {k}") for k, c in enumerate(CRS_COLOURS)],
+                  ncol=5)
+    return _save(fig, path)
+
+
+def _relapse_type_figure(comparison, path: Path) -> Path:
+    """Relapses by the horizon per arm, split CD19+ / CD19−, as % of solved patients, with the CD19− share
+    of relapses above each bar."""
+    s, arms = comparison.scenario, comparison.arms
+    kinds = [r.outcomes["relapse_type"][r.ok] for r in arms]
+    negative = [100 * np.mean(k == 1.0) if k.size else np.nan for k in kinds]
+    positive = [100 * np.mean(k == 0.0) if k.size else np.nan for k in kinds]
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    _stacked(ax, arms, [positive, negative], ["#6baed6", "#fd8d3c"], ["CD19+", "CD19−"])
+    top = max([p + n for p, n in zip(positive, negative) if np.isfinite(p + n)] or [1.0])
+    for i, (p, n) in enumerate(zip(positive, negative)):
+        share = f"{100 * n / (p + n):.0f}% CD19−" if p + n > 0 else "no relapses"
+        ax.text(i, p + n + 0.02 * top, share, ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, top * 1.15)
+    ax.set_title(f"Relapses by day {s.horizon:g} by type (CD19− blasts are not seen by CAR T)", fontsize=10)
+    _legend_below(fig, [Patch(facecolor="#6baed6", edgecolor="0.4", label="CD19+ relapse"),
+                        Patch(facecolor="#fd8d3c", edgecolor="0.4", label="CD19− relapse")], ncol=2)
+    return _save(fig, path)
 
 
 def _kinetics_figure(comparison, colours, path: Path) -> Path:

@@ -123,13 +123,22 @@ def markdown_report(comparison: Comparison, table: Table) -> str:
 
 def write_patients(comparison: Comparison, path: Path) -> None:
     names = list(comparison.arms[0].outcomes.keys())
+    words = {}  # columns stored as codes, written as words (e.g. relapse_type: cd19neg / cd19pos / empty)
+    for outcome, _ in comparison.scenario.outcomes:
+        words.update(outcome.labels)
+
+    def cell(name: str, value: float) -> str:
+        if name in words:
+            return words[name].get(float(value), "")
+        return f"{value:.6g}"
+
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["arm", "patient", "ok", *names])
         for res in comparison.arms:
             for i in range(res.ok.size):
                 writer.writerow([res.arm.name, i + 1, int(res.ok[i]),
-                                 *(f"{res.outcomes[k][i]:.6g}" for k in names)])
+                                 *(cell(k, res.outcomes[k][i]) for k in names)])
 
 
 

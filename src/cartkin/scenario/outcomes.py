@@ -75,13 +75,15 @@ class Statistic:
     <outcome>_pct over the patients where it is defined (finite), e.g. the CD19− share of relapses."""
     outcome: str
     kind: str = "quantiles"
+    name: str = ""  # summary.csv stem (default: the outcome's name)
 
     def values(self, values: np.ndarray, ok: np.ndarray) -> dict[str, float]:
+        stem = self.name or self.outcome
         if self.kind in ("percent", "share"):
             v = values[ok & np.isfinite(values)] if self.kind == "share" else values[ok]
-            return {self.outcome + "_pct": float(100.0 * np.mean(v > 0.5)) if v.size else float("nan")}
+            return {stem + "_pct": float(100.0 * np.mean(v > 0.5)) if v.size else float("nan")}
         v = values[np.isfinite(values)]
-        names = [self.outcome + suffix for suffix in ("_median", "_p05", "_p95")]
+        names = [stem + suffix for suffix in ("_median", "_p05", "_p95")]
         if not v.size:
             return dict.fromkeys(names, float("nan"))
         return dict(zip(names, (float(x) for x in np.percentile(v, [50, 5, 95]))))
@@ -104,6 +106,8 @@ class Outcome:
     text: Callable[[Any, Any], str]
     curves: Callable[[Any], Sequence[str]] = lambda settings: ()
     legacy: Mapping[str, str] = field(default_factory=dict)  # flat [outcomes] key -> settings field
+    #: per-patient columns stored as codes but written as words: column -> {code: word} (missing: empty)
+    labels: Mapping[str, Mapping[float, str]] = field(default_factory=dict)
 
 
 #: name -> Outcome; a scenario's [outcomes.<name>] table selects the entry
@@ -351,13 +355,17 @@ class RelapseTypeSettings:
 def _relapse_type(times, observables, parameters, s: RelapseTypeSettings) -> dict:
     kind = metrics.relapse_type(times, observables[s.observable], observables[s.cd19neg], s.threshold, s.day)
     kind = np.atleast_1d(kind)
-    return {"relapse_cd19neg": np.where(kind == "cd19neg", 1.0, np.where(kind == "cd19pos", 0.0, np.nan))}
+    return {"relapse_type": np.where(kind == "cd19neg", 1.0, np.where(kind == "cd19pos", 0.0, np.nan))}
 
+
+#: relapse_type codes and the words patients.csv shows for them
+RELAPSE_TYPES = {1.0: "cd19neg", 0.0: "cd19pos"}
 
 register(Outcome(
     "relapse_type", RelapseTypeSettings, _relapse_type,
-    summary=lambda s, scenario: ([Statistic("relapse_cd19neg", "share")],
+    summary=lambda s, scenario: ([Statistic("relapse_type", "share", name="relapse_cd19neg")],
                                  [Display("CD19− relapses %", lambda r: format_number(r["relapse_cd19neg_pct"]))]),
-    text=lambda s, scenario: (f"Relapse type (patients.csv `relapse_cd19neg`: 1 CD19−, 0 CD19+, empty without "
+    text=lambda s, scenario: (f"Relapse type (patients.csv `relapse_type`: `cd19neg`, `cd19pos`, empty without "
                               f"relapse): CD19− when `{s.cd19neg}` is the majority of `{s.observable}` on the relapse "
-                              f"day; the summary gives the CD19− share of relapses.")))
+                              f"day; the summary gives the CD19− share of relapses (`relapse_cd19neg_pct`)."),
+    labels={"relapse_type": RELAPSE_TYPES}))

@@ -142,6 +142,8 @@ model = Model(
                    "marrow blast percentage, CD19+ and CD19- blasts (Liu 2022)"),
         Observable("blast_cd19neg_pct", 97.19 * L_neg_uL / (L_all + 1909), "%",
                    "CD19-negative part of blast_pct (blast_pct x L_neg / (L + L_neg))"),
+        Observable("leukaemia", L, "cells/µL", "CD19+ leukaemic cells (Liu 2022's nB: the same blast "
+                   "relation, so the same units)"),
         Observable("leukaemia_cd19neg", L_neg_uL, "cells/µL", "CD19-negative leukaemic cells"),
         Observable("b_cells", B, "cells/µL", "normal B cells"),
         Observable("il10", I, "pg/mL", "plasma IL-10"),
