@@ -177,6 +177,12 @@ def test_covariates_stay_inside_their_truncation():
     assert np.all(Fixed(4.5).sample(u) == 4.5)
     ln = LogNormal(1000, 150).sample(u)
     assert np.std(np.log(ln)) == pytest.approx(math.sqrt(math.log(1 + 1.5 ** 2)), rel=0.03)
+    cut = LogNormal(1e-13, 1e6, upper=1e-9).sample(u)  # e.g. a CD19-negative fraction: wide, bounded above
+    assert cut.max() <= 1e-9 and cut.max() > 0.9e-9 and cut.min() > 0
+    assert np.mean(cut <= 1e-13) > 0.5  # the cut moves mass below the median, none beyond the bound
+    both = LogNormal(1000, 150, lower=100, upper=5000).sample(u)
+    assert both.min() >= 100 and both.max() <= 5000 and both.min() < 110 and both.max() > 4500
+    assert LogNormal(1e-13, 1e6, upper=1e-3).support() == (0.0, 1e-3)
     pop = Population("il10", 5000, seed=2, covariates={"WT": Normal(55, 20, 12, 120), "L0": Uniform(10, 20)})
     P = pop.parameters()
     assert col(P, "WT").min() >= 12 and col(P, "WT").max() <= 120
@@ -261,6 +267,9 @@ def _bad_csv(tmp_path, text):
     (lambda: Normal(0, 1, 5, 2), "must be below upper"),
     (lambda: Normal(0, 1, lower=50), "no probability"),
     (lambda: LogNormal(0, 10), "median must be > 0"),
+    (lambda: LogNormal(1, 10, lower=5, upper=2), r"lower \(5\) must be below upper \(2\)"),
+    (lambda: LogNormal(1, 10, upper=-1), "upper must be > 0"),
+    (lambda: LogNormal(1, 10, lower=50), "no probability"),
     (lambda: Uniform(3, 2), "must not exceed high"),
     (lambda: Empirical([]), "has no values"),
     (lambda: Empirical([1, float("nan")]), "NaN or infinite"),

@@ -340,7 +340,8 @@ def _parse_distribution(sec: _Section, cov, base: Path | None = None):
     kinds = ("lognormal", "normal", "uniform", "fixed", "csv")
     kind = sec.get("distribution", str, check=lambda v: None if v in kinds else f"must be one of {', '.join(kinds)}")
     if kind == "lognormal":
-        dist = cov.LogNormal(sec.get("median", float, check=_positive), sec.get("cv", float, check=_non_negative))
+        dist = cov.LogNormal(sec.get("median", float, check=_positive), sec.get("cv", float, check=_non_negative),
+                             lower=sec.get("lower", float, None, _positive), upper=sec.get("upper", float, None, _positive))
     elif kind == "normal":
         dist = cov.Normal(sec.get("mean", float), sec.get("sd", float, check=_non_negative),
                           lower=sec.get("lower", float, None), upper=sec.get("upper", float, None))
