@@ -49,8 +49,10 @@ def test_higher_kill_burden_raises_peak_il6_and_crs_grade():
     assert grades[0] < grades[1] and grades[1] >= 3
     # IL-6 on a clinical scale: hundreds or more pg/mL at high burden, tens when there is little to kill
     assert peaks[2] > 300 and peaks[0] < 100
-    # a higher dose at the same burden kills earlier and faster: a peak at least as high
-    low, high = (run(cartkin.Regimen.single(d), L0=3000, f_neg=0.0).observable("il6").max() for d in (1e5, 3e6))
+    # a higher dose at the same burden kills faster: a higher peak (r_L = 0 keeps the burden the same; with
+    # growth a low dose meets a larger leukaemia by the time it expands, which can outweigh the dose)
+    low, high = (run(cartkin.Regimen.single(d), L0=3000, f_neg=0.0, r_L=0.0).observable("il6").max()
+                 for d in (1e5, 3e6))
     assert high > 1.1 * low
 
 
@@ -82,3 +84,18 @@ def test_label_dose_kinetics_are_in_the_label_ranges():
     window = T <= 84
     assert 10 < metrics.terminal_half_life(T[window], car[window], limit=0.1) < 60   # label: 21.7 d
     assert 90 < summary["tlast"] < 365       # label: 170 d
+
+
+def test_autocrine_il10_acts_from_the_first_day_on_secreting_cells_only():
+    """m_auto: an IL-10-secreting product feels its own IL-10 before plasma IL-10 rises (Zhao 2024); a
+    conventional product (armored = 0) is untouched by m_auto, and m_auto = 0 is MODEL.md's model."""
+    low = cartkin.Regimen.single(0.1e6)
+    early = T[(T > 0) & (T <= 7)]
+    plain, auto = run(low, armored=1, m_auto=0.0), run(low, armored=1, m_auto=0.5)
+    il10 = plain.observable("il10")[np.searchsorted(T, early)]
+    assert np.all(il10 < 0.2 * 50.0)  # plasma IL-10 far below EC50_I in the first week at a low dose
+    car = lambda r: r.observable("car_blood")[np.searchsorted(T, early)]  # noqa: E731
+    assert np.all(car(auto)[1:] > 1.05 * car(plain)[1:])  # faster expansion from the start
+    conventional = [run(low, armored=0, m_auto=v).observable("car_blood") for v in (0.0, 0.5, 1.0)]
+    np.testing.assert_array_equal(conventional[0], conventional[1])
+    np.testing.assert_array_equal(conventional[0], conventional[2])

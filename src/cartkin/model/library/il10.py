@@ -18,6 +18,10 @@ CD19-negative (L_neg) leukaemic cells, normal B cells (B), plasma IL-10 (I) and 
   regeneration from the marrow (production delta_B B0): B cells return over months once CAR T are gone.
 - IL-6 on a clinical scale: dC/dt = q_C (kL + kB)(1 - e_C m) - k_C (C - C_base) with q_C re-sourced
   (tens of pg/mL for small burdens, hundreds to ~1000 at high burden).
+- Autocrine IL-10: m = auto + (1 - auto) I/(I + EC50_I), auto = armored m_auto. A secreting cell feels
+  its own IL-10 from the first day (Zhao 2024: the effect is cell-intrinsic), while plasma IL-10 from a
+  low dose stays far below EC50_I for a week; m_auto = 0 is MODEL.md's model.
+- L_max 1e5 instead of 5000, so that marrow blasts of 70–95% (ELIANA's patients) can be represented.
 - First-pass defaults (K_A, k_mem, k_exh, delta_M, kappa, K_k, delta_B, q_I, q_C) tuned to the
   tisagenlecleucel label kinetics and ELIANA outcomes; the formal calibration is still to come.
 """
@@ -28,17 +32,18 @@ from ..definition import DoseInput, Model, Observable, Parameter, State, symbols
 N, E, M, X, L, L_neg, B, I, C = symbols("N E M X L L_neg B I C")
 (f_blood, k_act, delta_N, rho, K_A, k_mem, k_react, k_exh, delta_E, delta_M, delta_X, A_LD, k_LD,
  kappa, K_k, r_L, L_max, L0, B0, delta_B, armored, q_I, k_I, I_base, EC50_I, e_rho, e_mem, e_exh,
- e_C, q_C, k_C, C_base, c_copies, WT, f_neg, phi_M) = symbols(
+ e_C, q_C, k_C, C_base, c_copies, WT, f_neg, phi_M, m_auto) = symbols(
     "f_blood k_act delta_N rho K_A k_mem k_react k_exh delta_E delta_M delta_X A_LD k_LD kappa K_k "
     "r_L L_max L0 B0 delta_B armored q_I k_I I_base EC50_I e_rho e_mem e_exh e_C q_C k_C C_base "
-    "c_copies WT f_neg phi_M")
+    "c_copies WT f_neg phi_M m_auto")
 
 PER_L = sp.Rational(1, 10**6)              # cells/L -> cells/µL
 L_neg_uL = L_neg * PER_L                   # CD19- cells in cells/µL (the state is in cells/L, see below)
 L_all = L + L_neg_uL                       # all leukaemic cells (CD19+ and CD19-), cells/µL
 A = L + B                                  # CD19 antigen load (CD19- blasts are invisible to CAR T)
 a = A / (A + K_A)                          # antigen-driven stimulation, 0..1
-m = I / (I + EC50_I)                       # IL-10 effect, 0..1
+auto = armored * m_auto                    # autocrine part: IL-10 acting on the cells that secrete it
+m = auto + (1 - auto) * I / (I + EC50_I)   # IL-10 effect, 0..1 (plasma IL-10 acts on every CAR T cell)
 ld = 1 + A_LD * sp.exp(-k_LD * t)          # lymphodepletion boost
 killers = E + phi_M * M                    # effectors, and memory cells at a reduced rate
 kL = kappa * killers * L / (A + K_k)       # killing of CD19+ leukaemic cells
@@ -74,7 +79,9 @@ parameters = (
     P("K_k", 40.0, "cells/µL", "target half-saturation of killing", "assumption, first-pass tuning: "
       "killing stays efficient at low target levels, so few persisting CAR T keep B cells aplastic"),
     P("r_L", 0.07, "1/d", "leukaemia growth", "Liu 2022 rBp 0.069/d"),
-    P("L_max", 5000.0, "cells/µL", "leukaemia carrying capacity", "assumption"),
+    P("L_max", 1e5, "cells/µL", "leukaemia carrying capacity", "assumption, raised from MODEL.md's 5000: "
+      "blast_pct = 97.19 L/(L + 1909) can then reach 95% (ELIANA median marrow blasts 74%, range 5–99%, is "
+      "L = 6000 > 5000; Liu 2022 non-responders reach 50,385)"),
     P("L0", 1000.0, "cells/µL", "baseline leukaemic burden", "per patient", covariate=True),
     P("B0", 200.0, "cells/µL", "normal B cell level", "typical adult"),
     P("delta_B", 0.004, "1/d", "B cell regeneration from marrow (production delta_B*B0) and turnover",
@@ -100,6 +107,10 @@ parameters = (
       "tuning: an expected value (≲1 cell in 1e11–1e12 leukaemic cells), so that about a third of "
       "responders relapse CD19-negative within a year (ELIANA: 41% relapse by 12 months, 74% CD19-)",
       upper=1.0, covariate=True),
+    P("m_auto", 0.5, "-", "autocrine IL-10 effect: the part of the effect an IL-10-secreting cell has from its "
+      "own IL-10, whatever the plasma level (0 = plasma IL-10 only, MODEL.md)", "hypothesis from Zhao et al. "
+      "2024, Nat Biotechnol, doi:10.1038/s41587-023-02060-8 (IL-10 CAR T cells: cell-intrinsic metabolic fitness, resisting "
+      "dysfunction); value to be calibrated to META 10-19", upper=1.0),
     P("phi_M", 1.0, "-", "killing by memory CAR T relative to effectors", "assumption: persisting "
       "memory CAR T keep B cells aplastic (B-cell aplasia lasts as long as CAR T persist)", upper=1.0),
 )
