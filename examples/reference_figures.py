@@ -30,7 +30,7 @@ LLOQ = 50.0  # copies/µg gDNA (assumed)
 
 
 def scenario(n: int) -> cartkin.Scenario:
-    text = resources.files("cartkin.scenario").joinpath("default.toml").read_text(encoding="utf-8")
+    text = cartkin.scenario.spec.builtin_text("meta10-19")
     data = tomllib.loads(text)
     data["population"]["n"] = n
     data["outcomes"]["exposure"] = {"observable": "car_copies", "limit": LLOQ}

@@ -18,7 +18,7 @@ SMALL = 200
 def small(scenario=None, n=SMALL, seed=None):
     scenario = scenario or default_scenario()
     population = dataclasses.replace(scenario.population, n=n, seed=scenario.population.seed if seed is None else seed)
-    return dataclasses.replace(scenario, population=population)
+    return dataclasses.replace(scenario, population=population, trial=None)  # trials: tests/test_trials.py
 
 
 @pytest.fixture(scope="module")
