@@ -202,8 +202,11 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     text = str(name_or_path)
     if text in list_scenarios():
         return Scenario.builtin(text)
-    raise CartkinError(f"{text!r} is neither a scenario file nor a built-in scenario (built-in: "
-                       f"{', '.join(list_scenarios())}; `cartkin scenario --list` describes them)")
+    names = ", ".join(list_scenarios())
+    if path.suffix or len(path.parts) > 1:  # meant as a file
+        raise CartkinError(f"scenario file not found: {text} (built-in scenarios, by name: {names})")
+    raise CartkinError(f"{text!r} is neither a scenario file nor a built-in scenario (built-in: {names}; "
+                       f"`cartkin scenario --list` describes them)")
 
 
 def default_scenario() -> Scenario:
