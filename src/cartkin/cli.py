@@ -356,7 +356,8 @@ def _compare(args) -> int:
                   f"{len(scenario.arms)} arms x {n:,} patients and {n_times:,} output times to day {h:g}")
     if scenario.trial is not None:
         trial_n = scenario.trial.size * scenario.trial.replicates
-        _check_memory(8 * (trial_n * len(scenario.arms) * 40 + 2 * min(trial_n, 2048) * n_times * width),
+        from .scenario.trials import CHUNK
+        _check_memory(8 * (trial_n * len(scenario.arms) * 40 + 2 * min(trial_n, CHUNK) * n_times * width),
                       f"{scenario.trial.replicates:,} trials x {scenario.trial.size:,} patients x "
                       f"{len(scenario.arms)} arms")
     start = time.perf_counter()
