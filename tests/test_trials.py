@@ -255,3 +255,14 @@ def test_cli_replicates_option(tmp_path, capsys):
     no_trial.write_text(SMALL.split("[trial]")[0])
     assert main(["compare", str(no_trial), "-o", str(tmp_path / "o2"), "--replicates", "3"]) == 2
     assert "has no [trial] table" in capsys.readouterr().err
+
+
+def test_every_built_in_scenario_file_is_package_data():
+    """pyproject's package-data patterns cover every file in scenario/builtin/ (so the wheel ships them)."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cartkin"]
+    package = root / "src" / "cartkin"
+    shipped = {p for pattern in patterns for p in package.glob(pattern)}
+    files = [p for p in (package / "scenario" / "builtin").iterdir() if p.is_file()]
+    assert {p.stem for p in files} >= set(list_scenarios()) and set(files) <= shipped
