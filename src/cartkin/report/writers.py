@@ -149,11 +149,13 @@ def trials_section(trials) -> list[str]:
         lines.append("P(...): the fraction of trials at least as good as the observed result, ± its Monte-Carlo "
                      f"standard error sqrt(P(1 − P)/{R})" + ("; P(all observed): every observed result at once"
                                                              if len(trials.observed) > 1 else "") + ".")
+        lines.append("")
         for res_arm in trials.values:
             for item in trials.observed:
                 if trials.probability(res_arm, item)[0] == 0:
                     lines.append(f"{res_arm}: no trial reached {item.describe(size)} (P below about {3 / R:.3g}, "
                                  f"the 95% bound for 0 of {R}).")
+                    lines.append("")
     lines.append("Counts per trial (x of the trial size) are in trials.csv; RFS resp.: relapse-free at that day "
                  "among the trial's responders; a patient whose solve failed counts in no outcome.")
     return lines
