@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import tomllib
-from importlib import resources
 
 import numpy as np
 
 import cartkin
+from cartkin.scenario.spec import builtin_text
 
 LABEL = {  # MODEL.md "Reference figures": tisagenlecleucel label, qPCR
     "responders": {"cmax": 32_700, "tmax": 9.83, "auc_0_28": 300_000, "half_life": 21.7, "tlast": 170},
@@ -30,8 +30,8 @@ LLOQ = 50.0  # copies/µg gDNA (assumed)
 
 
 def scenario(n: int) -> cartkin.Scenario:
-    text = resources.files("cartkin.scenario").joinpath("default.toml").read_text(encoding="utf-8")
-    data = tomllib.loads(text)
+    data = tomllib.loads(builtin_text("meta10-19"))
+    data.pop("trial")  # the population only, no trial replicates
     data["population"]["n"] = n
     data["outcomes"]["exposure"] = {"observable": "car_copies", "limit": LLOQ}
     data["arms"] = [

@@ -15,7 +15,7 @@ arms = (
                                                                    days=(0, 1, 2)), {"armored": 1}),
     Arm("Conventional split 10/30/60% of 1e6/kg", cartkin.Regimen.split(total_per_kg=1e6), {"armored": 0}),
 )
-scenario = dataclasses.replace(base, name="Split vs single infusion", arms=arms,
+scenario = dataclasses.replace(base, name="Split vs single infusion", arms=arms, trial=None,  # no replicates
                                population=dataclasses.replace(base.population, n=500))
 result = cartkin.compare(scenario)
 print(result.summary)

@@ -149,6 +149,23 @@ def test_compare_on_a_cluster_writes_identical_tables(client, tmp_path):
     assert compare_files(tmp_path, "cluster-333", client=client, chunk_size=333) == here
 
 
+def test_trial_replicates_on_a_cluster_equal_those_in_process(client, tmp_path):
+    """Replicates with draws and a per-patient dose: the same numbers on 2 workers and in this process."""
+    from cartkin.scenario import run_trials
+    (tmp_path / "draws.csv").write_text("rho,rho_cv\n1.0,20\n0.5,30\n")
+    text = SCENARIO.replace("n = 2000", "n = 10").replace(
+        "regimen = { dose_per_kg = 1e6 }",
+        'regimen = { dose_per_kg = { distribution = "lognormal", median = 1e6, cv = 50, lower = 2e5, upper = 3e6 } }')
+    text += '\n[population.uncertainty]\ndraws = "draws.csv"\n\n[trial]\nsize = 6\nreplicates = 9\n'
+    (tmp_path / "t.toml").write_text(text)
+    scenario = Scenario.from_toml(tmp_path / "t.toml")
+    here = run_trials(scenario, progress=False)
+    there = run_trials(scenario, progress=False, client=client, chunk_size=7)
+    for arm, values in here.values.items():
+        for name, v in values.items():
+            np.testing.assert_array_equal(there.values[arm][name], v)
+
+
 def test_cli_compare_with_a_local_cluster(tmp_path):
     (tmp_path / "short.toml").write_text(SCENARIO)
     toml = str(tmp_path / "short.toml")

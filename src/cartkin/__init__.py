@@ -20,6 +20,7 @@ _LAZY = {
     "metrics": ".metrics",
     "Population": ".population", "Variability": ".population",
     "Scenario": ".scenario", "compare": ".scenario", "default_scenario": ".scenario",
+    "load_scenario": ".scenario", "list_scenarios": ".scenario", "run_trials": ".scenario",
     "read_data": ".data",
     "fit": ".estimation", "fit_population": ".estimation", "load_fit": ".estimation", "vpc": ".estimation",
     "write": ".report", "plot": ".report",
@@ -43,5 +44,6 @@ __all__ = ["CartkinError", "solve", "DoseInput", "Model", "Observable", "Paramet
            "list_models", "load_model", "to_sbml", "Infusion", "Regimen", "BatchResult", "SimulationResult",
            "Solver", "Status", "simulate", "simulate_batch", "simulate_summaries", "PopulationSummary",
            "metrics", "Population", "Variability",
-           "Scenario", "compare", "default_scenario", "fit", "read_data",
+           "Scenario", "compare", "default_scenario", "load_scenario", "list_scenarios", "run_trials", "fit",
+           "read_data",
            "fit_population", "vpc", "load_fit", "write", "plot"]

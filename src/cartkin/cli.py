@@ -2,8 +2,8 @@
 
     cartkin models [NAME]                      list models, or show one
     cartkin simulate --model il10 --dose 1e5 --per-kg --days 365 -o out.csv [--plot out.png]
-    cartkin compare [SCENARIO.toml] -o OUTDIR  regimen comparison (default: the META 10-19 scenario)
-    cartkin scenario                           print the default scenario file, to copy and edit
+    cartkin compare [SCENARIO.toml | NAME] -o OUTDIR  regimen comparison (default: the built-in meta10-19)
+    cartkin scenario [NAME] [--list]           print a built-in scenario (default meta10-19), or list them
     cartkin fit DATA.csv --model liu2022 -o OUTDIR [--population [--vpc]]
     cartkin vpc FITDIR [--replicates 200] [--pred-corrected]   visual predictive check of a population fit
     cartkin export MODEL --sbml [-o FILE.xml]   the model as SBML (COPASI, tellurium, libRoadRunner)
@@ -98,10 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_simulate)
 
     p = sub.add_parser("compare", help="compare regimens on a virtual population (default: META 10-19)")
-    p.add_argument("scenario", nargs="?", help="scenario TOML file (default: the built-in META 10-19 scenario)")
+    p.add_argument("scenario", nargs="?", help="scenario TOML file or built-in scenario name (`cartkin scenario "
+                   "--list`; default: meta10-19)")
     p.add_argument("-o", "--outdir", default="cartkin-results", help="output folder (default cartkin-results)")
     p.add_argument("-n", "--patients", type=int, help="override the number of virtual patients per arm")
     p.add_argument("--seed", type=int, help="override the population seed")
+    p.add_argument("--replicates", type=int, help="override the number of trial replicates of the scenario's [trial]")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--threads", type=int, help="number of threads (default: all cores)")
     _cluster_options(p)
@@ -175,7 +177,9 @@ def _parser() -> argparse.ArgumentParser:
                    "(other dosing is not exported)")
     p.set_defaults(run=_export)
 
-    p = sub.add_parser("scenario", help="print the built-in default scenario (TOML), to copy and edit")
+    p = sub.add_parser("scenario", help="print a built-in scenario (TOML), to copy and edit; --list names them")
+    p.add_argument("name", nargs="?", help="built-in scenario (default meta10-19)")
+    p.add_argument("--list", action="store_true", help="list the built-in scenarios with a one-line description")
     p.set_defaults(run=_scenario)
     return parser
 
@@ -318,10 +322,16 @@ def _figure_path(text: str, flag: str) -> Path:
 def _compare(args) -> int:
     import dataclasses
 
-    from .scenario import Scenario, compare, default_scenario
+    from .scenario import compare, default_scenario, load_scenario
 
     check_folder(args.outdir, "compare")
-    scenario = Scenario.from_toml(args.scenario) if args.scenario else default_scenario()
+    scenario = load_scenario(args.scenario) if args.scenario else default_scenario()
+    if args.replicates is not None:
+        if scenario.trial is None:
+            raise CartkinError(f"--replicates: the scenario {scenario.name!r} has no [trial] table (size, replicates)")
+        if args.replicates < 1:
+            raise CartkinError(f"--replicates must be >= 1, got {args.replicates}")
+        scenario = dataclasses.replace(scenario, trial=dataclasses.replace(scenario.trial, replicates=args.replicates))
     population = scenario.population
     if args.patients is not None:
         if args.patients < 1:
@@ -344,9 +354,16 @@ def _compare(args) -> int:
     width = len(model.state_names) + len(model.observables)
     _check_memory(8 * (n * len(scenario.arms) * 40 + 2 * min(n, 16_384) * n_times * width),
                   f"{len(scenario.arms)} arms x {n:,} patients and {n_times:,} output times to day {h:g}")
+    if scenario.trial is not None:
+        trial_n = scenario.trial.size * scenario.trial.replicates
+        from .scenario.trials import CHUNK
+        _check_memory(8 * (trial_n * len(scenario.arms) * 40 + 2 * min(trial_n, CHUNK) * n_times * width),
+                      f"{scenario.trial.replicates:,} trials x {scenario.trial.size:,} patients x "
+                      f"{len(scenario.arms)} arms")
     start = time.perf_counter()
     print(f"{scenario.name}: {len(scenario.arms)} arms x {scenario.population.n} virtual patients, "
-          f"model {scenario.model.name}, {scenario.horizon:g} days", flush=True)
+          f"model {scenario.model.name}, {scenario.horizon:g} days"
+          + (f"; {scenario.trial.replicates} trials of {scenario.trial.size}" if scenario.trial else ""), flush=True)
     from .execution import connect
     with connect(args.scheduler, args.cluster) as client:
         result = compare(scenario, client=client)
@@ -357,6 +374,9 @@ def _compare(args) -> int:
         if not args.no_plots:
             files += report.plot(result, stage)
     print(result.summary)
+    if result.trials is not None:
+        print()
+        print(result.trials.table())
     print(f"\n{len(files)} files in {outdir}/ ({', '.join(f.name for f in files)}); "
           f"{time.perf_counter() - start:.1f} s")
     return 0
@@ -551,8 +571,16 @@ def _export(args) -> int:
 
 
 def _scenario(args) -> int:
-    from importlib import resources
-    sys.stdout.write(resources.files("cartkin.scenario").joinpath("default.toml").read_text(encoding="utf-8"))
+    from .scenario.spec import DEFAULT_SCENARIO, builtin_scenarios, builtin_text
+    if args.list:
+        if args.name:
+            raise CartkinError("scenario: give a NAME or --list, not both")
+        scenarios = builtin_scenarios()
+        width = max(len(name) for name, _ in scenarios)
+        for name, description in scenarios:
+            print(f"{name:{width}s}  {description}" + ("  (default)" if name == DEFAULT_SCENARIO else ""))
+        return 0
+    sys.stdout.write(builtin_text(args.name or DEFAULT_SCENARIO))
     return 0
 
 

@@ -7,11 +7,13 @@ Draw layout. Subject i's values depend only on (seed, i) and on counters that ar
     covariate distribution of q      uniform at counter          2**48 + key(q)
     EmpiricalTable (joint rows)      uniform at counter          2**48 + key(first of its parameters
                                                                           in model order)
+    per-patient dose (a scenario     uniform at counter          2**49 + key("dose")
+      regimen's dose distribution)
 
 key(q) is the 64-bit FNV-1a hash of the name, cut to 48 bits. So adding, removing or reordering other
 parameters, covariates or random effects never changes a parameter's draws (with correlated random
 effects, η = L z mixes the z of correlated parameters, as it must); the same seed gives the same patients
-whatever the population size, chunking or number of threads. Counters from 2**49 on are free for later
+whatever the population size, chunking or number of threads. Counters from 2**50 on are free for later
 uses (e.g. residual error).
 
 Bounds. Log-normal random effects keep a parameter positive; every sampled value is still checked
@@ -36,6 +38,8 @@ from .variability import Variability
 ETA_OFFSET = 0
 #: counter block of the covariates (uniforms)
 COVARIATE_OFFSET = 2 ** 48
+#: counter block of per-patient doses (uniforms; `dose_uniforms`)
+DOSE_OFFSET = 2 ** 49
 #: subjects computed at once by `parameters` (bounds memory for large populations)
 CHUNK = 65536
 
@@ -46,6 +50,14 @@ def draw_key(name: str) -> int:
     for byte in name.encode("utf-8"):
         h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return h & (COVARIATE_OFFSET - 1)
+
+
+def dose_uniforms(seed: int, subjects) -> np.ndarray:
+    """One uniform per subject for a per-patient dose (a regimen whose dose is drawn from a distribution):
+    a function of (seed, subject) only, so every arm with a dose distribution gives patient i the same
+    quantile of its own distribution."""
+    return uniforms_at(seed, np.asarray(subjects, dtype=np.int64),
+                       np.array([DOSE_OFFSET + draw_key("dose")], dtype=np.int64))[:, 0]
 
 
 @dataclass(frozen=True, eq=False)

@@ -56,7 +56,7 @@ def _save(fig, path: Path) -> Path:
 def comparison_figures(comparison, outdir: Path) -> list[Path]:
     """kinetics.png and exposure.png when the scenario reports the exposure outcome; blasts.png,
     response.png and relapse_free.png when it reports the response outcome; crs.png and relapse_type.png
-    for the crs and relapse_type outcomes."""
+    for the crs and relapse_type outcomes; trials.png with [trial] replicates."""
     outdir.mkdir(parents=True, exist_ok=True)
     colours = arm_colours(comparison.arms)
     reported = comparison.scenario.outcomes
@@ -74,6 +74,8 @@ def comparison_figures(comparison, outdir: Path) -> list[Path]:
         paths.append(_crs_figure(comparison, outdir / "crs.png"))
     if "relapse_type" in reported:
         paths.append(_relapse_type_figure(comparison, outdir / "relapse_type.png"))
+    if comparison.trials is not None and comparison.trials.counted:
+        paths.append(_trials_figure(comparison.trials, colours, outdir / "trials.png"))
     return paths
 
 
@@ -127,6 +129,44 @@ def _relapse_type_figure(comparison, path: Path) -> Path:
     ax.set_title(f"Relapses by day {s.horizon:g} by type (CD19− blasts are not seen by CAR T)", fontsize=10)
     _legend_below(fig, [Patch(facecolor="#6baed6", edgecolor="0.4", label="CD19+ relapse"),
                         Patch(facecolor="#fd8d3c", edgecolor="0.4", label="CD19− relapse")], ncol=2)
+    return _save(fig, path)
+
+
+def _trials_figure(trials, colours, path: Path) -> Path:
+    """One panel per arm: the share of trial replicates with 0..size responders (or the first counted
+    outcome), the observed result marked and the replicates at least as good as it drawn solid."""
+    counted = trials.counted
+    name = "response" if "response" in counted else counted[0]
+    observed = next((o for o in trials.observed if o.outcome == name), None)
+    size, arms = trials.size, list(trials.values)
+    columns = min(len(arms), 3)
+    rows = int(np.ceil(len(arms) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), sharex=True, sharey=True,
+                             layout="constrained", squeeze=False)
+    x = np.arange(size + 1)
+    for ax in axes.ravel()[len(arms):]:
+        ax.set_visible(False)
+    for ax, arm, colour in zip(axes.ravel(), arms, colours):
+        counts = trials.values[arm][name]
+        share = np.array([np.mean(counts == k) for k in x])
+        good = observed.met(x) if observed is not None else np.ones(x.size, dtype=bool)
+        ax.bar(x[good], share[good], color=colour, width=0.85)
+        ax.bar(x[~good], share[~good], color=colour, alpha=0.35, width=0.85)
+        title = _wrap(arm, 34)
+        if observed is not None:
+            ax.axvline(observed.count, color="black", linestyle="--", linewidth=1)
+            p, se = trials.probability(arm, observed)
+            title += f"\nP({observed.describe(size)}) = {p:.3f} ± {se:.3f}"
+        ax.set_title(title, fontsize=8)
+        ax.set_xlim(-0.6, size + 0.6)
+    for k, ax in enumerate(axes.ravel()[:len(arms)]):
+        if k + columns >= len(arms):  # the lowest panel of its column
+            ax.tick_params(labelbottom=True)
+            ax.set_xlabel(f"{name} (patients of {size})", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of trials", fontsize=8)
+    fig.suptitle(f"{trials.replicates} trials of {size} patients per arm"
+                 + (" (dashed: observed; solid bars: at least as good)" if observed is not None else ""), fontsize=9)
     return _save(fig, path)
 
 

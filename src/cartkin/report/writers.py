@@ -10,7 +10,9 @@ population fit         population.csv (typical values, covariate coefficients, �
                        fit.json (everything `cartkin vpc` and scenario files need; read back by `load_fit`)
 VPC                    vpc.csv or pcvpc.csv (per observable and bin: observed percentiles and the simulated
                        intervals, fractions below the limit)
-comparison             summary.csv, summary.md, patients.csv (per-patient outcomes)
+comparison             summary.csv, summary.md, patients.csv (per-patient outcomes); with [trial] replicates
+                       also trials.csv (one row per replicate and arm) and trials_summary.csv (per arm and
+                       statistic: quantiles over replicates, P(at least as good as observed) and its SE)
 =====================  ==========================================================================================
 """
 from __future__ import annotations
@@ -103,7 +105,12 @@ def write_comparison(comparison: Comparison, outdir: Path) -> list[Path]:
     table.to_csv(outdir / "summary.csv")
     (outdir / "summary.md").write_text(markdown_report(comparison, table), encoding="utf-8")
     write_patients(comparison, outdir / "patients.csv")
-    return [outdir / "summary.csv", outdir / "summary.md", outdir / "patients.csv"]
+    files = [outdir / "summary.csv", outdir / "summary.md", outdir / "patients.csv"]
+    if comparison.trials is not None:
+        write_rows(outdir / "trials.csv", comparison.trials.rows())
+        write_rows(outdir / "trials_summary.csv", comparison.trials.summary_rows())
+        files += [outdir / "trials.csv", outdir / "trials_summary.csv"]
+    return files
 
 
 def markdown_report(comparison: Comparison, table: Table) -> str:
@@ -113,21 +120,59 @@ def markdown_report(comparison: Comparison, table: Table) -> str:
              f"Model `{s.model.name}`, {s.population.n} virtual patients (seed {s.population.seed}), "
              f"horizon {s.horizon:g} days. Medians with 5–95% ranges."
              + (f" Typical values and variability from the population fit in `{s.population.from_fit}`."
-                if s.population.from_fit else ""), "", table.to_markdown(), ""]
+                if s.population.from_fit else ""), ""]
+    if s.provenance:
+        lines += [f"Provenance: {s.provenance}", ""]
+    lines += [table.to_markdown(), ""]
     lines += [outcome.text(settings, s) for outcome, settings in s.outcomes]
     for res in comparison.arms:
         if res.failures:
             lines.append(f"Arm {res.arm.name}: solver failures {res.failures} (excluded from the summary).")
+    if comparison.trials is not None:
+        lines += ["", *trials_section(comparison.trials)]
     return "\n".join(lines) + "\n"
 
 
+def trials_section(trials) -> list[str]:
+    """summary.md's section on the trial replicates: the per-arm table and how to read it."""
+    s, R, size = trials.scenario, trials.replicates, trials.size
+    uncertainty = s.population.uncertainty
+    lines = ["## Trial replicates", "",
+             f"{R} trials of {size} patients per arm, each drawn afresh from the virtual population (patient j of "
+             f"trial r is subject r·2^24 + j of seed {s.population.seed}; every arm of a trial treats the same "
+             "patients)"
+             + (f", with the typical values and CV% of calibration draw r mod {len(uncertainty)} of "
+                f"`{s.population.uncertainty_path}`." if uncertainty else "; the population parameters are the "
+                "scenario's in every trial (no calibration uncertainty given)."), "",
+             trials.table().to_markdown(), ""]
+    if trials.observed:
+        lines.append("P(...): the fraction of trials at least as good as the observed result, ± its Monte-Carlo "
+                     f"standard error sqrt(P(1 − P)/{R})" + ("; P(all observed): every observed result at once"
+                                                             if len(trials.observed) > 1 else "") + ".")
+        lines.append("")
+        for res_arm in trials.values:
+            for item in trials.observed:
+                if trials.probability(res_arm, item)[0] == 0:
+                    lines.append(f"{res_arm}: no trial reached {item.describe(size)} (P below about {3 / R:.3g}, "
+                                 f"the 95% bound for 0 of {R}).")
+                    lines.append("")
+    lines.append("Counts per trial (x of the trial size) are in trials.csv; RFS resp.: relapse-free at that day "
+                 "among the trial's responders; a patient whose solve failed counts in no outcome.")
+    return lines
+
+
 def write_patients(comparison: Comparison, path: Path) -> None:
-    names = list(comparison.arms[0].outcomes.keys())
+    """patients.csv: one row per arm and patient, every outcome (dose_per_kg: only arms with a dose
+    distribution fill it; coded columns such as relapse_type written as words)."""
+    names = list(dict.fromkeys(k for res in comparison.arms for k in res.outcomes))
     words = {}  # columns stored as codes, written as words (e.g. relapse_type: cd19neg / cd19pos / empty)
     for outcome, _ in comparison.scenario.outcomes:
         words.update(outcome.labels)
 
-    def cell(name: str, value: float) -> str:
+    def cell(res, name: str, i: int) -> str:
+        if name not in res.outcomes:
+            return ""
+        value = res.outcomes[name][i]
         if name in words:
             return words[name].get(float(value), "")
         return f"{value:.6g}"
@@ -138,7 +183,7 @@ def write_patients(comparison: Comparison, path: Path) -> None:
         for res in comparison.arms:
             for i in range(res.ok.size):
                 writer.writerow([res.arm.name, i + 1, int(res.ok[i]),
-                                 *(cell(k, res.outcomes[k][i]) for k in names)])
+                                 *(cell(res, k, i) for k in names)])
 
 
 

@@ -11,23 +11,13 @@ import numpy as np
 
 from ..errors import CartkinError
 from ..execution import InProcess, chunks_for, executor, spread
-from ..population import Population, Variability
 from ..progress import as_callback
 from ..table import Table
 from ..simulation.run import simulate_batch
 from ..simulation.stream import Shipped
+from .arms import ArmResult, arm_outcomes, arm_parameters, population_for
 from .spec import Arm, Scenario
-
-
-@dataclass(frozen=True, eq=False)
-class ArmResult:
-    """One arm's outcomes: time courses of the reported observables and per-patient outcome arrays."""
-    arm: Arm
-    times: np.ndarray
-    curves: dict  # observable name -> n_patients × n_times (those the outcomes keep for figures)
-    outcomes: dict  # per-patient outcome name (e.g. "cmax") -> per-patient array
-    ok: np.ndarray
-    failures: dict
+from .trials import TrialResult, run_trials
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,49 +26,21 @@ class Comparison:
     scenario: Scenario
     arms: tuple[ArmResult, ...]
     parameters: np.ndarray = field(repr=False)
+    trials: TrialResult | None = None  # the [trial] replicates (scenario/trials.py), when the scenario asks
 
     @property
     def summary(self) -> Table:
         return summary_table(self)
 
-def population_for(scenario: Scenario) -> Population:
-    spec = scenario.population
-    variability = Variability(cv=dict(spec.variability_cv), correlation=dict(spec.correlation)) \
-        if spec.variability_cv else None
-    return Population(scenario.model, spec.n, seed=spec.seed, variability=variability,
-                      covariates=dict(spec.covariates) or None, typical=dict(spec.typical) or None)
-
-
-def arm_parameters(scenario: Scenario, base: np.ndarray, arm: Arm) -> np.ndarray:
-    """The population's parameter matrix with the arm's typical-value overrides (random effects kept)."""
-    P = base.copy()
-    model = scenario.model
-    for name, value in arm.parameters.items():
-        j = model.parameter_index(name)
-        typical = scenario.population.typical.get(name, model.parameter(name).default)
-        if name in scenario.population.variability_cv and typical != 0:
-            P[:, j] = base[:, j] * (value / typical)
-        else:
-            P[:, j] = value
-    return apply_covariate_effects(model, P, scenario.population.covariate_effects)
-
-
-def apply_covariate_effects(model, P: np.ndarray, effects) -> np.ndarray:
-    """Covariate effects of a population fit on each patient's parameters (`CovariateEffect.factor`),
-    c the patient's value of the covariate parameter."""
-    for effect, coefficient in effects:
-        P[:, model.parameter_index(effect.parameter)] *= effect.factor(P[:, model.parameter_index(effect.covariate)],
-                                                                        coefficient)
-    return P
-
-
-def compare(scenario: Scenario, progress=None, client=None, chunk_size: int | None = None) -> Comparison:
+def compare(scenario: Scenario, progress=None, client=None, chunk_size: int | None = None,
+            trials: bool = True) -> Comparison:
     """Simulate every arm of `scenario` on one virtual population and compute the outcomes.
 
     client: a `distributed.Client` to run (arm, patient chunk) tasks on a Dask cluster, each worker drawing
     its own patients; None for `cartkin.execution.using`'s client, else this process (one chunk per arm).
     The results are identical either way. chunk_size: patients per task (default: a whole arm in this
-    process, about four chunks per worker on a cluster).
+    process, about four chunks per worker on a cluster). trials: also run the scenario's [trial] replicates
+    (`.trials`; see `cartkin.scenario.trials`), through the same executor.
     """
     base = population_for(scenario).parameters()
     n = base.shape[0]
@@ -93,7 +55,10 @@ def compare(scenario: Scenario, progress=None, client=None, chunk_size: int | No
     parts = run.map(_arm_chunk, Shipped(scenario), tasks, sizes * len(scenario.arms), bar)
     m = len(per_arm)
     results = tuple(_join(arm, scenario.times(), parts[k * m:(k + 1) * m]) for k, arm in enumerate(scenario.arms))
-    return Comparison(scenario, results, base)
+    replicates = None
+    if trials and scenario.trial is not None:
+        replicates = run_trials(scenario, progress=progress, client=client)
+    return Comparison(scenario, results, base, replicates)
 
 
 def _arm_chunk(shared, task: tuple[int, int, int], progress=None) -> ArmResult:
@@ -102,9 +67,10 @@ def _arm_chunk(shared, task: tuple[int, int, int], progress=None) -> ArmResult:
     k, first, count = task
     arm = scenario.arms[k]
     P = arm_parameters(scenario, population_for(scenario).parameters(first, count), arm)
+    scale = arm.dose_scale(scenario.population.seed, np.arange(first, first + count))
     batch = simulate_batch(scenario.model, arm.regimen, scenario.times(), P, scenario.solver,
-                           progress=progress or False)
-    return _arm_outcomes(scenario, arm, batch, P)
+                           progress=progress or False, dose_scale=scale)
+    return arm_outcomes(scenario, arm, batch, P, scale)
 
 
 def _join(arm: Arm, times: np.ndarray, parts: list[ArmResult]) -> ArmResult:
@@ -120,43 +86,13 @@ def _join(arm: Arm, times: np.ndarray, parts: list[ArmResult]) -> ArmResult:
                      np.concatenate([p.ok for p in parts]), failures)
 
 
-class _Lookup(dict):
-    """name -> per-patient array, computed on first use (an observable of the batch, a parameter column)."""
-
-    def __init__(self, make):
-        super().__init__()
-        self.make = make
-
-    def __missing__(self, name):
-        value = self[name] = self.make(name)
-        return value
-
-
-def _arm_outcomes(scenario: Scenario, arm: Arm, batch, P) -> ArmResult:
-    model, times = scenario.model, batch.times
-    observables = _Lookup(batch.observable)
-    parameters = _Lookup(lambda name: P[:, model.parameter_index(name)])
-    curves = {}
-    outcomes = {}
-    for outcome, settings in scenario.outcomes:
-        outcomes.update(outcome.compute(times, observables, parameters, settings))
-        for name in outcome.curves(settings):
-            curves[name] = observables[name]
-    ok = batch.ok
-    for key, value in outcomes.items():  # failed patients never count as numbers
-        value = np.asarray(value, dtype=float)
-        value[~ok] = np.nan
-        outcomes[key] = value
-    return ArmResult(arm, times, curves, outcomes, ok, batch.failures())
-
-
 def summary_table(comparison: Comparison) -> Table:
     """One row per arm: n, failures and the columns of each outcome of the scenario (scenario/outcomes.py)."""
     scenario = comparison.scenario
     summaries = [outcome.summary(settings, scenario) for outcome, settings in scenario.outcomes]
     rows = []
     for res in comparison.arms:
-        row = {"arm": res.arm.name, "regimen": res.arm.regimen.describe(), "n": int(res.ok.size),
+        row = {"arm": res.arm.name, "regimen": res.arm.describe(), "n": int(res.ok.size),
                "failed": int((~res.ok).sum())}
         for statistics, _ in summaries:
             for statistic in statistics:

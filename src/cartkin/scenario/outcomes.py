@@ -141,6 +141,12 @@ class Outcomes:
     def names(self) -> tuple[str, ...]:
         return tuple(n for n, _ in self.entries)
 
+    def counted(self, scenario) -> tuple[str, ...]:
+        """Per-patient yes/no outcomes (those summarised as "percent", e.g. response, crs_grade3plus): what a
+        trial replicate counts, x of its patients."""
+        return tuple(statistic.outcome for outcome, settings in self
+                     for statistic in outcome.summary(settings, scenario)[0] if statistic.kind == "percent")
+
 
 # ---- exposure ----------------------------------------------------------------------------------------
 

@@ -3,7 +3,10 @@
 A scenario is plain data (frozen dataclasses). `Scenario.from_toml` reads a TOML file with the standard
 library's `tomllib` and checks every key, so a bad file fails with one line naming the key, e.g.
 ``arms[2].regimen.dose_per_kg: must be >= 0, got -1``. The layout is documented in README.md and shown
-in full by the built-in default scenario (`cartkin/scenario/default.toml`).
+in full by the built-in default scenario (`cartkin/scenario/builtin/meta10-19.toml`).
+
+Built-in scenarios are the TOML files in `cartkin/scenario/builtin/`, found by name: `Scenario.builtin(name)`,
+`load_scenario(name or path)`, `builtin_scenarios()` (name and one-line description each).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from ..estimation.population.fit_file import load_fit
 from ..model.definition import Model, unknown_name_message
 from ..model.registry import load_model
 from ..population import covariates as cov
+from ..population.population import dose_uniforms
 from ..population.variability import MAX_CV
 from ..stats.covariates import CovariateEffect
 from . import outcomes as registry
@@ -33,10 +37,60 @@ from .outcomes import Outcomes
 
 @dataclass(frozen=True)
 class Arm:
-    """A treatment arm: a name, parameter overrides (typical values) and a regimen."""
+    """A treatment arm: a name, parameter overrides (typical values) and a regimen.
+
+    dose: None (every patient gets `regimen`), or a distribution (cartkin.population covariates) of each
+    patient's dose per kg; `regimen` then holds the distribution's median and patient i's infusions are
+    scaled by dose_i / median (`dose_scale`)."""
     name: str
     regimen: Regimen
     parameters: Mapping[str, float] = field(default_factory=dict)
+    dose: Any = None
+
+    @property
+    def nominal_dose(self) -> float:
+        """The per-kg dose the regimen holds (for a dose distribution, its median)."""
+        return self.regimen.total_per_kg
+
+    def dose_scale(self, seed: int, subjects) -> np.ndarray | None:
+        """Per-patient factors on the regimen's infusions (None without a dose distribution)."""
+        if self.dose is None:
+            return None
+        return self.dose.sample(dose_uniforms(seed, subjects)) / self.nominal_dose
+
+    def describe(self) -> str:
+        if self.dose is None:
+            return self.regimen.describe()
+        lo, hi = self.dose.support()
+        return (f"{self.regimen.describe()} (median; per patient {type(self.dose).__name__.lower()} "
+                f"{lo:.3g} to {hi:.3g} cells/kg)")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An observed trial result to compare replicates with: `count` patients with `outcome`, and whether a
+    replicate is at least as good as it with at least (`at_least`) or at most (`at_most`) that count."""
+    outcome: str
+    count: int
+    direction: str  # "at_least" | "at_most"
+
+    def met(self, counts: np.ndarray) -> np.ndarray:
+        """Replicates whose count is at least as good as the observed one."""
+        counts = np.asarray(counts)
+        return counts >= self.count if self.direction == "at_least" else counts <= self.count
+
+    def describe(self, size: int) -> str:
+        sign = "≥" if self.direction == "at_least" else "≤"
+        return f"{self.outcome} {sign} {self.count}/{size}"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """[trial]: `replicates` trials of `size` patients per arm, each drawn afresh from the population
+    (and, with [population.uncertainty], with the population parameters of draw r mod n_draws)."""
+    size: int
+    replicates: int
+    observed: tuple[Observed, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +105,10 @@ class PopulationSpec:
     # (parameter, covariate, "power" | "exp", coefficient, reference) from a population fit
     covariate_effects: tuple[tuple[CovariateEffect, float], ...] = ()  # (effect, coefficient β)
     from_fit: str = ""  # the population fit folder these came from
+    # calibration uncertainty ([population.uncertainty] draws = "x.csv"): one dict per posterior draw,
+    # PARAMETER -> typical value and PARAMETER_cv -> CV%, only for the calibrated quantities
+    uncertainty: tuple[Mapping[str, float], ...] = ()
+    uncertainty_path: str = ""  # the draws file they were read from
 
 
 @dataclass(frozen=True)
@@ -64,6 +122,8 @@ class Scenario:
     outcomes: Outcomes = Outcomes()  # [outcomes.<name>] tables (scenario/outcomes.py); empty: none reported
     solver: Solver = Solver()  # [scenario] method, rtol, atol
     description: str = ""
+    provenance: str = ""  # [scenario] provenance: where the values come from (e.g. what they were calibrated to)
+    trial: TrialSpec | None = None  # [trial]: replicate trials (scenario/trials.py)
 
     def times(self) -> np.ndarray:
         """Output grid: every 0.25 d to day 28 (for Cmax/Tmax), then daily to the horizon."""
@@ -93,11 +153,65 @@ class Scenario:
         """base: folder that relative paths (population.from_fit) are resolved against first."""
         return _parse(_Section(data, ""), Path(base) if base is not None else None)
 
+    @classmethod
+    def builtin(cls, name: str) -> "Scenario":
+        """A built-in scenario by name (`builtin_scenarios()` lists them), e.g. "eliana" or "meta10-19"."""
+        text = builtin_text(name)
+        try:
+            return cls.from_dict(tomllib.loads(text), base=_builtin_folder())
+        except CartkinError as exc:
+            raise CartkinError(f"built-in scenario {name}: {exc}") from None
+
+
+#: the built-in scenario `cartkin compare` runs without a scenario argument
+DEFAULT_SCENARIO = "meta10-19"
+
+
+def _builtin_folder() -> Path:
+    return Path(str(resources.files("cartkin.scenario").joinpath("builtin")))
+
+
+def list_scenarios() -> tuple[str, ...]:
+    """Names of the built-in scenarios (the TOML files shipped in cartkin/scenario/builtin/)."""
+    folder = resources.files("cartkin.scenario").joinpath("builtin")
+    return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml")))
+
+
+def builtin_text(name: str) -> str:
+    """The TOML text of a built-in scenario; an unknown name is an error listing the names."""
+    if not isinstance(name, str) or name not in list_scenarios():
+        raise CartkinError(f"no built-in scenario {name!r} (built-in: {', '.join(list_scenarios())})")
+    return resources.files("cartkin.scenario").joinpath("builtin", f"{name}.toml").read_text(encoding="utf-8")
+
+
+def builtin_scenarios() -> list[tuple[str, str]]:
+    """(name, one-line description) of each built-in scenario, from its [scenario] description."""
+    out = []
+    for name in list_scenarios():
+        head = tomllib.loads(builtin_text(name)).get("scenario", {})
+        out.append((name, str(head.get("description", head.get("name", "")))))
+    return out
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A scenario file (a path that exists) or else a built-in scenario by name; anything else is one error
+    naming both possibilities."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return Scenario.from_toml(path)
+    text = str(name_or_path)
+    if text in list_scenarios():
+        return Scenario.builtin(text)
+    names = ", ".join(list_scenarios())
+    if path.suffix or len(path.parts) > 1:  # meant as a file
+        raise CartkinError(f"scenario file not found: {text} (built-in scenarios, by name: {names})")
+    raise CartkinError(f"{text!r} is neither a scenario file nor a built-in scenario (built-in: {names}; "
+                       f"`cartkin scenario --list` describes them)")
+
 
 def default_scenario() -> Scenario:
     """The META 10-19 question: IL-10 CAR T at 0.1/0.2e6 per kg vs conventional at 0.1/0.2/1e6 per kg."""
-    text = resources.files("cartkin.scenario").joinpath("default.toml").read_text(encoding="utf-8")
-    return Scenario.from_dict(tomllib.loads(text))
+    return Scenario.builtin(DEFAULT_SCENARIO)
 
 
 # ---- parsing with key paths in every error ------------------------------------------------------------
@@ -178,6 +292,7 @@ def _parse(root: _Section, base: Path | None = None) -> Scenario:
     head = root.section("scenario", required=True)
     name = head.get("name", str, "scenario")
     description = head.get("description", str, "")
+    provenance = head.get("provenance", str, "")
     model_name = head.get("model", str)
     try:
         model = load_model(model_name)
@@ -200,7 +315,7 @@ def _parse(root: _Section, base: Path | None = None) -> Scenario:
         raise CartkinError("arms: missing (required): add [[arms]] tables")
     if not isinstance(raw_arms, list) or not raw_arms:
         raise CartkinError("arms: must be a non-empty list of [[arms]] tables")
-    arms = tuple(_parse_arm(_Section(a, f"arms[{i + 1}]"), model) for i, a in enumerate(raw_arms))
+    arms = tuple(_parse_arm(_Section(a, f"arms[{i + 1}]"), model, base) for i, a in enumerate(raw_arms))
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise CartkinError(f"arms: arm names must be unique (got {names})")
@@ -209,9 +324,46 @@ def _parse(root: _Section, base: Path | None = None) -> Scenario:
         if late:
             raise CartkinError(f"arms[{i + 1}]: an infusion on day {late[0]:g} is at or after the horizon "
                                f"({horizon:g} d) and has no effect; drop it or lengthen scenario.horizon_days")
+    scenario = Scenario(name=name, model=model, arms=arms, population=population, horizon=horizon,
+                        outcomes=outcomes, solver=solver, description=description, provenance=provenance)
+    if root.has("trial"):
+        scenario = dataclasses.replace(scenario, trial=_parse_trial(root.section("trial"), scenario))
     root.finish()
-    return Scenario(name=name, model=model, arms=arms, population=population, horizon=horizon,
-                    outcomes=outcomes, solver=solver, description=description)
+    return scenario
+
+
+#: largest trial size: patient j of replicate r is subject r * TRIAL_STRIDE + j of the population's streams
+TRIAL_STRIDE = 2 ** 24
+
+
+def _parse_trial(sec: _Section, scenario: Scenario) -> TrialSpec:
+    """[trial] size, replicates and [trial.observed] OUTCOME = { at_least = k } or { at_most = k }."""
+    size = sec.get("size", int, check=lambda v: None if 1 <= v < TRIAL_STRIDE else
+                   f"must be a whole number of patients from 1 to {TRIAL_STRIDE - 1}")
+    replicates = sec.get("replicates", int, check=lambda v: None if 1 <= v <= 2 ** 39 else
+                         "must be a whole number of trials >= 1")
+    counted = scenario.outcomes.counted(scenario)
+    obs_sec = sec.section("observed")
+    observed = []
+    for outcome in obs_sec.data:
+        key = obs_sec.key(outcome)
+        if outcome not in counted:
+            raise CartkinError(f"{key}: unknown outcome '{outcome}'; the scenario's outcomes counted per trial "
+                               f"are {', '.join(counted) or 'none'}")
+        if not isinstance(obs_sec.data[outcome], Mapping):
+            raise CartkinError(f"{key}: give the count with its direction, {{ at_least = N }} or {{ at_most = N }} "
+                               f"(e.g. {outcome} = {{ at_least = {size} }}), got {obs_sec.data[outcome]!r}")
+        item = obs_sec.section(outcome)
+        given = [d for d in ("at_least", "at_most") if item.has(d)]
+        if len(given) != 1:
+            raise CartkinError(f"{key}: give one of at_least or at_most, e.g. {outcome} = {{ at_least = {size} }}")
+        count = item.get(given[0], int, check=lambda v: None if 0 <= v <= size else
+                         f"must be a count of patients from 0 to the trial size ({size})")
+        item.finish()
+        observed.append(Observed(outcome, count, given[0]))
+    obs_sec.finish()
+    sec.finish()
+    return TrialSpec(size=size, replicates=replicates, observed=tuple(observed))
 
 
 def _check_parameter(model: Model, name: str, key: str) -> None:
@@ -263,6 +415,21 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
         if pname in cv:
             raise CartkinError(f"{key}: {pname} has both variability and a covariate distribution; keep one")
     cov_sec.finish()
+    typical_sec = sec.section("typical")  # typical values overriding the model's defaults (and a fit's)
+    typical = {}
+    for pname in typical_sec.data:
+        _check_parameter(model, pname, typical_sec.key(pname))
+        info = model.parameter(pname)
+        typical[pname] = typical_sec.get(pname, float, check=lambda v, i=info: None if i.lower <= v <= i.upper
+                                         else f"must be within the parameter's bounds [{i.lower:g}, {i.upper:g}]")
+    typical_sec.finish()
+    uncertainty_sec = sec.section("uncertainty")
+    uncertainty: tuple = ()
+    uncertainty_path = ""
+    if uncertainty_sec.data:
+        uncertainty_path = str(_resolve(uncertainty_sec.get("draws", str), base))
+        uncertainty = read_draws(uncertainty_path, model, uncertainty_sec.key("draws"))
+    uncertainty_sec.finish()
     table_sec = sec.section("covariate_table")  # whole rows of real patients: covariates drawn jointly
     if table_sec.data:
         columns = table_sec.get("columns", dict)
@@ -296,9 +463,59 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
             Variability(cv=cv, correlation=correlation)
         except CartkinError as exc:
             raise CartkinError(f"{corr_sec.path}: {exc}") from None
+    for name in (k for d in uncertainty[:1] for k in d):
+        pname = name[:-3] if name.endswith("_cv") else name
+        if name.endswith("_cv") and pname not in cv:
+            raise CartkinError(f"{uncertainty_sec.key('draws')}: column {name}: {pname} has no variability in "
+                               f"[population.variability]")
     return PopulationSpec(n=n, seed=seed, variability_cv=cv, correlation=correlation, covariates=covariates,
-                          typical=fitted.get("typical", {}), covariate_effects=fitted.get("effects", ()),
-                          from_fit=fitted.get("folder", ""))
+                          typical={**fitted.get("typical", {}), **typical},
+                          covariate_effects=fitted.get("effects", ()), from_fit=fitted.get("folder", ""),
+                          uncertainty=uncertainty, uncertainty_path=uncertainty_path)
+
+
+def read_draws(path: str | Path, model: Model, key: str = "draws") -> tuple[dict[str, float], ...]:
+    """Posterior draws of a calibration (calibrated_draws.csv): one dict per row, columns PARAMETER (typical
+    value, within its bounds) and PARAMETER_cv (CV% of its variability, 0 to MAX_CV)."""
+    import csv
+    path = Path(path)
+    if not path.is_file():
+        raise CartkinError(f"{key}: file not found: {path}")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if len(rows) < 2 or not rows[0]:
+        raise CartkinError(f"{key}: {path.name} has no draws (a header row and one row per draw expected)")
+    header = [h.strip() for h in rows[0]]
+    if len(set(header)) != len(header):
+        raise CartkinError(f"{key}: {path.name}: a column appears twice in {header}")
+    for name in header:
+        pname = name[:-3] if name.endswith("_cv") else name
+        if pname not in model.parameter_names:
+            raise CartkinError(f"{key}: {path.name}: column {name!r}: "
+                               + unknown_name_message("parameter", pname, model.parameter_names, model.name))
+    draws = []
+    for r, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise CartkinError(f"{key}: {path.name} line {r}: {len(row)} values for {len(header)} columns")
+        draw = {}
+        for name, text in zip(header, row):
+            try:
+                value = float(text)
+            except ValueError:
+                raise CartkinError(f"{key}: {path.name} line {r}, column {name}: not a number: {text!r}") from None
+            if name.endswith("_cv"):
+                ok = math.isfinite(value) and 0 <= value <= MAX_CV
+            else:
+                info = model.parameter(name)
+                ok = math.isfinite(value) and info.lower <= value <= info.upper
+            if not ok:
+                raise CartkinError(f"{key}: {path.name} line {r}, column {name}: {value!r} is outside its "
+                                   f"allowed range")
+            draw[name] = value
+        draws.append(draw)
+    return tuple(draws)
 
 
 def _population_from_fit(text: str, base: Path | None, model: Model, key: str) -> dict:
@@ -382,7 +599,7 @@ def _parse_outcomes(sec: _Section, model: Model, horizon: float) -> Outcomes:
 
 
 def _legacy_outcomes(sec: _Section, model: Model, horizon: float) -> Outcomes:
-    text = resources.files("cartkin.scenario").joinpath("default.toml").read_text(encoding="utf-8")
+    text = builtin_text(DEFAULT_SCENARIO)
     defaults = tomllib.loads(text)["outcomes"]
     entries = []
     for name, table in defaults.items():
@@ -488,7 +705,7 @@ def _within_horizon(value, key: str, horizon: float, strict: bool):
     return min(value, horizon)
 
 
-def _parse_arm(sec: _Section, model: Model) -> Arm:
+def _parse_arm(sec: _Section, model: Model, base: Path | None = None) -> Arm:
     name = sec.get("name", str)
     par_sec = sec.section("parameters")
     params = {}
@@ -501,15 +718,32 @@ def _parse_arm(sec: _Section, model: Model) -> Arm:
             raise CartkinError(f"{key}: {value:g} is outside the bounds of {pname} [{info.lower:g}, {info.upper:g}]")
         params[pname] = value
     par_sec.finish()
-    regimen = _parse_regimen(sec, model)
+    regimen, dose = _parse_regimen(sec, model, base)
     sec.finish()
-    return Arm(name=name, regimen=regimen, parameters=params)
+    return Arm(name=name, regimen=regimen, parameters=params, dose=dose)
 
 
-def _parse_regimen(arm: _Section, model: Model) -> Regimen:
+def _dose_distribution(sec: _Section, name: str, base: Path | None):
+    """A per-patient dose per kg, `{ distribution = "lognormal", median = 3.1e6, cv = 50, lower = 0.2e6,
+    upper = 5.4e6 }` (any covariate distribution): (its median, the distribution)."""
+    key = sec.key(name)
+    sec.used.add(name)
+    dist = _parse_distribution(_Section(sec.data[name], key), cov, base)
+    lo, _ = dist.support()
+    if lo < 0:
+        raise CartkinError(f"{key}: a dose distribution must not give negative doses (it reaches {lo:g}); "
+                           f"truncate it with lower = 0 or use a lognormal")
+    median = float(dist.sample(np.array([0.5]))[0])
+    if not median > 0:
+        raise CartkinError(f"{key}: the median dose must be > 0, got {median:g}")
+    return median, dist
+
+
+def _parse_regimen(arm: _Section, model: Model, base: Path | None = None) -> tuple[Regimen, Any]:
     """`regimen = {dose_per_kg = 1e5}` (one infusion on day 0), a split dose
     `{total_per_kg = 1e6, fractions = [0.1, 0.3, 0.6], days = [0, 1, 2]}`, `{none = true}`, or a list of
-    `[[arms.infusions]]` with time and dose_per_kg | cells | amount (+ target)."""
+    `[[arms.infusions]]` with time and dose_per_kg | cells | amount (+ target). dose_per_kg and
+    total_per_kg may be a distribution table (a dose per patient): returns (regimen, that distribution or None)."""
     if arm.has("infusions"):
         if arm.has("regimen"):
             raise CartkinError(f"{arm.key('regimen')}: give either regimen or infusions, not both")
@@ -518,13 +752,17 @@ def _parse_regimen(arm: _Section, model: Model) -> Regimen:
         for i, raw in enumerate(items):
             sec = _Section(raw, f"{arm.key('infusions')}[{i + 1}]")
             infusions.append(_infusion(sec, sec.get("time", float, 0.0, _non_negative)))
-        return Regimen(infusions)
+        return Regimen(infusions), None
     sec = arm.section("regimen", required=True)
     if sec.get("none", bool, False):
         sec.finish()
-        return Regimen.none()
+        return Regimen.none(), None
+    dose = None
     if sec.has("total_per_kg"):
-        total = sec.get("total_per_kg", float, check=_non_negative)
+        if isinstance(sec.data["total_per_kg"], Mapping):
+            total, dose = _dose_distribution(sec, "total_per_kg", base)
+        else:
+            total = sec.get("total_per_kg", float, check=_non_negative)
         fractions = sec.get("fractions", list)
         days = sec.get("days", list)
         for i, v in enumerate(fractions):
@@ -533,11 +771,17 @@ def _parse_regimen(arm: _Section, model: Model) -> Regimen:
             _typed(v, float, f"{sec.key('days')}[{i}]", _non_negative)
         sec.finish()
         try:
-            return Regimen.split(total, [float(f) for f in fractions], [float(d) for d in days])
+            return Regimen.split(total, [float(f) for f in fractions], [float(d) for d in days]), dose
         except CartkinError as exc:
             raise CartkinError(f"{sec.path}: {exc}") from None
     time = sec.get("time", float, 0.0, _non_negative)
-    return Regimen([_infusion(sec, time)])
+    if isinstance(sec.data.get("dose_per_kg"), Mapping):
+        median, dose = _dose_distribution(sec, "dose_per_kg", base)
+        if sec.has("cells") or sec.has("amount"):
+            raise CartkinError(f"{sec.path}: give exactly one of dose_per_kg, cells or amount")
+        sec.finish()
+        return Regimen([Infusion(time, dose_per_kg=median)]), dose
+    return Regimen([_infusion(sec, time)]), None
 
 
 def _infusion(sec: _Section, time: float) -> Infusion:

@@ -225,16 +225,29 @@ def simulate(model: Model | str, regimen: Regimen | None, times, params: Mapping
 
 def simulate_batch(model: Model | str, regimen: Regimen | None, times, params,
                    solver: Solver | None = None, *, rtol: float | None = None, atol: float | None = None,
-                   method: str | None = None, max_steps: int | None = None, progress=None) -> BatchResult:
+                   method: str | None = None, max_steps: int | None = None, progress=None,
+                   dose_scale=None) -> BatchResult:
     """Simulate many patients on one regimen; `params` maps names to arrays (one value per subject)
     or is an (n_subjects × n_parameters) matrix. Subjects run in parallel inside compiled code
     (numba.set_num_threads sets how many threads). progress: None (a bar on terminals), True, False,
-    or a callable taking the number of subjects done. solver: as for `simulate`."""
+    or a callable taking the number of subjects done. solver: as for `simulate`. dose_scale: one factor
+    per subject (>= 0) multiplying every infusion of the regimen, for doses that differ between patients."""
     model, regimen, times, solver = _prepare(model, regimen, times, as_solver(solver, rtol, atol, method, max_steps))
     P = parameter_matrix(model, params)
     events = regimen.events(model)
     n = P.shape[0]
     callback = as_callback(progress, n, f"simulating {n} subjects")
-    out, _, codes, t_fail, counters = solve_shared(model, P, times, events, solver, callback)
+    if dose_scale is None:
+        out, _, codes, t_fail, counters = solve_shared(model, P, times, events, solver, callback)
+    else:
+        scale = np.asarray(dose_scale, dtype=float)
+        if scale.shape != (n,) or not np.all(np.isfinite(scale)) or np.any(scale < 0):
+            raise CartkinError(f"dose_scale must be {n} finite factors >= 0 (one per subject), got shape "
+                               f"{scale.shape}")
+        table = EventTable.repeat(events, n)
+        table = table._replace(amounts=table.amounts * np.repeat(scale, len(events.times)))
+        out, _, codes, t_fail, counters = solve_table(model, P, np.tile(times, n),
+                                                      np.arange(n + 1, dtype=np.int64) * times.size, table,
+                                                      solver, callback)
     return BatchResult(model, times, out.reshape(n, times.size, model.n_states()), P, codes, t_fail,
                        counters, solver, regimen)
