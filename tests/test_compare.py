@@ -129,6 +129,9 @@ regimen = { dose_per_kg = 1e5 }
      "population.covariate_table.columns.WTT: unknown parameter"),
     (lambda s: s + "\n[population.covariate_table]\npath = \"none.csv\"\ncolumns = { WT = \"weight\" }\n",
      "none.csv"),
+    (lambda s: s + "\n[population.typical]\nrhoo = 1\n", "population.typical.rhoo: unknown parameter"),
+    (lambda s: s + "\n[population.typical]\nf_blood = 2\n", "population.typical.f_blood: must be within"),
+    (lambda s: s + "\n[population.uncertainty]\ndraws = \"none.csv\"\n", "population.uncertainty.draws: file not"),
 ])
 def test_bad_scenarios_name_the_key(tmp_path, capsys, edit, message):
     path = tmp_path / "bad.toml"
@@ -159,6 +162,31 @@ def test_omega_and_a_covariate_table_in_a_scenario_file(tmp_path, monkeypatch):
     model = pop.model
     rows = {(w, l) for w, l in zip(P[:, model.parameter_index("WT")], P[:, model.parameter_index("L0")])}
     assert rows <= {(50.0, 100.0), (80.0, 3000.0), (65.0, 800.0)} and len(rows) > 1
+
+
+def test_typical_values_and_calibration_draws_in_a_scenario_file(tmp_path):
+    """[population.typical] moves typical values (arm parameters still override per arm, random effects
+    kept); [population.uncertainty] draws = CSV gives one dict per posterior draw (PARAMETER, PARAMETER_cv)."""
+    (tmp_path / "draws.csv").write_text("rho,rho_cv\n0.5,20\n0.7,25.5\n")
+    text = BASE + '\n[population.typical]\nrho = 0.6\n\n[population.uncertainty]\ndraws = "draws.csv"\n'
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    scenario = Scenario.from_toml(path)
+    assert scenario.population.typical == {"rho": 0.6}
+    assert scenario.population.uncertainty == ({"rho": 0.5, "rho_cv": 20.0}, {"rho": 0.7, "rho_cv": 25.5})
+    from cartkin.scenario.compare import population_for
+    base = population_for(scenario).parameters()
+    plain = population_for(dataclasses.replace(scenario, population=dataclasses.replace(
+        scenario.population, typical={}))).parameters()
+    j = scenario.model.parameter_index("rho")
+    default = scenario.model.parameter("rho").default
+    assert np.allclose(base[:, j], plain[:, j] * 0.6 / default)
+    (tmp_path / "draws.csv").write_text("rho,kappa_cv\n0.5,20\n")
+    with pytest.raises(CartkinError, match="kappa has no variability"):
+        Scenario.from_toml(path)
+    (tmp_path / "draws.csv").write_text("rho,rho_cv\n0.5,x\n")
+    with pytest.raises(CartkinError, match="line 2, column rho_cv: not a number"):
+        Scenario.from_toml(path)
 
 
 def test_cli_compare_runs_a_scenario_file(tmp_path, capsys):

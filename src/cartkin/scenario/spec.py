@@ -51,6 +51,10 @@ class PopulationSpec:
     # (parameter, covariate, "power" | "exp", coefficient, reference) from a population fit
     covariate_effects: tuple[tuple[CovariateEffect, float], ...] = ()  # (effect, coefficient β)
     from_fit: str = ""  # the population fit folder these came from
+    # calibration uncertainty ([population.uncertainty] draws = "x.csv"): one dict per posterior draw,
+    # PARAMETER -> typical value and PARAMETER_cv -> CV%, only for the calibrated quantities
+    uncertainty: tuple[Mapping[str, float], ...] = ()
+    uncertainty_path: str = ""  # the draws file they were read from
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,21 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
         if pname in cv:
             raise CartkinError(f"{key}: {pname} has both variability and a covariate distribution; keep one")
     cov_sec.finish()
+    typical_sec = sec.section("typical")  # typical values overriding the model's defaults (and a fit's)
+    typical = {}
+    for pname in typical_sec.data:
+        _check_parameter(model, pname, typical_sec.key(pname))
+        info = model.parameter(pname)
+        typical[pname] = typical_sec.get(pname, float, check=lambda v, i=info: None if i.lower <= v <= i.upper
+                                         else f"must be within the parameter's bounds [{i.lower:g}, {i.upper:g}]")
+    typical_sec.finish()
+    uncertainty_sec = sec.section("uncertainty")
+    uncertainty: tuple = ()
+    uncertainty_path = ""
+    if uncertainty_sec.data:
+        uncertainty_path = str(_resolve(uncertainty_sec.get("draws", str), base))
+        uncertainty = read_draws(uncertainty_path, model, uncertainty_sec.key("draws"))
+    uncertainty_sec.finish()
     table_sec = sec.section("covariate_table")  # whole rows of real patients: covariates drawn jointly
     if table_sec.data:
         columns = table_sec.get("columns", dict)
@@ -296,9 +315,59 @@ def _parse_population(sec: _Section, model: Model, base: Path | None = None) -> 
             Variability(cv=cv, correlation=correlation)
         except CartkinError as exc:
             raise CartkinError(f"{corr_sec.path}: {exc}") from None
+    for name in (k for d in uncertainty[:1] for k in d):
+        pname = name[:-3] if name.endswith("_cv") else name
+        if name.endswith("_cv") and pname not in cv:
+            raise CartkinError(f"{uncertainty_sec.key('draws')}: column {name}: {pname} has no variability in "
+                               f"[population.variability]")
     return PopulationSpec(n=n, seed=seed, variability_cv=cv, correlation=correlation, covariates=covariates,
-                          typical=fitted.get("typical", {}), covariate_effects=fitted.get("effects", ()),
-                          from_fit=fitted.get("folder", ""))
+                          typical={**fitted.get("typical", {}), **typical},
+                          covariate_effects=fitted.get("effects", ()), from_fit=fitted.get("folder", ""),
+                          uncertainty=uncertainty, uncertainty_path=uncertainty_path)
+
+
+def read_draws(path: str | Path, model: Model, key: str = "draws") -> tuple[dict[str, float], ...]:
+    """Posterior draws of a calibration (calibrated_draws.csv): one dict per row, columns PARAMETER (typical
+    value, within its bounds) and PARAMETER_cv (CV% of its variability, 0 to MAX_CV)."""
+    import csv
+    path = Path(path)
+    if not path.is_file():
+        raise CartkinError(f"{key}: file not found: {path}")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if len(rows) < 2 or not rows[0]:
+        raise CartkinError(f"{key}: {path.name} has no draws (a header row and one row per draw expected)")
+    header = [h.strip() for h in rows[0]]
+    if len(set(header)) != len(header):
+        raise CartkinError(f"{key}: {path.name}: a column appears twice in {header}")
+    for name in header:
+        pname = name[:-3] if name.endswith("_cv") else name
+        if pname not in model.parameter_names:
+            raise CartkinError(f"{key}: {path.name}: column {name!r}: "
+                               + unknown_name_message("parameter", pname, model.parameter_names, model.name))
+    draws = []
+    for r, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise CartkinError(f"{key}: {path.name} line {r}: {len(row)} values for {len(header)} columns")
+        draw = {}
+        for name, text in zip(header, row):
+            try:
+                value = float(text)
+            except ValueError:
+                raise CartkinError(f"{key}: {path.name} line {r}, column {name}: not a number: {text!r}") from None
+            if name.endswith("_cv"):
+                ok = math.isfinite(value) and 0 <= value <= MAX_CV
+            else:
+                info = model.parameter(name)
+                ok = math.isfinite(value) and info.lower <= value <= info.upper
+            if not ok:
+                raise CartkinError(f"{key}: {path.name} line {r}, column {name}: {value!r} is outside its "
+                                   f"allowed range")
+            draw[name] = value
+        draws.append(draw)
+    return tuple(draws)
 
 
 def _population_from_fit(text: str, base: Path | None, model: Model, key: str) -> dict:
