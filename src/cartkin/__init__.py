@@ -22,6 +22,7 @@ _LAZY = {
     "Scenario": ".scenario", "compare": ".scenario", "default_scenario": ".scenario",
     "read_data": ".data",
     "fit": ".estimation", "fit_population": ".estimation", "load_fit": ".estimation", "vpc": ".estimation",
+    "calibrate": ".calibration",
     "write": ".report", "plot": ".report",
 }
 
@@ -44,4 +45,4 @@ __all__ = ["CartkinError", "solve", "DoseInput", "Model", "Observable", "Paramet
            "Solver", "Status", "simulate", "simulate_batch", "simulate_summaries", "PopulationSummary",
            "metrics", "Population", "Variability",
            "Scenario", "compare", "default_scenario", "fit", "read_data",
-           "fit_population", "vpc", "load_fit", "write", "plot"]
+           "fit_population", "vpc", "load_fit", "calibrate", "write", "plot"]

@@ -3,6 +3,7 @@
     cartkin models [NAME]                      list models, or show one
     cartkin simulate --model il10 --dose 1e5 --per-kg --days 365 -o out.csv [--plot out.png]
     cartkin compare [SCENARIO.toml] -o OUTDIR  regimen comparison (default: the META 10-19 scenario)
+    cartkin calibrate TARGETS.toml -o OUTDIR  calibrate a virtual population to published figures
     cartkin scenario                           print the default scenario file, to copy and edit
     cartkin fit DATA.csv --model liu2022 -o OUTDIR [--population [--vpc]]
     cartkin vpc FITDIR [--replicates 200] [--pred-corrected]   visual predictive check of a population fit
@@ -106,6 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="number of threads (default: all cores)")
     _cluster_options(p)
     p.set_defaults(run=_compare)
+
+    p = sub.add_parser("calibrate", help="calibrate a virtual population to published trial figures")
+    p.add_argument("targets", help="targets TOML file, or a shipped one: eliana, meta10-19")
+    p.add_argument("-o", "--outdir", default="cartkin-calibration", help="output folder (default cartkin-calibration)")
+    p.add_argument("--scenario", help="start from this scenario file instead of the targets file's "
+                                      "(e.g. another calibration's calibrated.toml)")
+    p.add_argument("--no-plots", action="store_true", help="write the tables only")
+    _cluster_options(p)
+    p.set_defaults(run=_calibrate)
 
     p = sub.add_parser("fit", help="fit each subject of a NONMEM-style data file by maximum likelihood")
     p.add_argument("data", nargs="+", help="CSV file(s): ID, TIME, DV, DVID [, MDV, EVID, AMT, CENS, LLOQ, covariates]")
@@ -357,6 +367,29 @@ def _compare(args) -> int:
         if not args.no_plots:
             files += report.plot(result, stage)
     print(result.summary)
+    print(f"\n{len(files)} files in {outdir}/ ({', '.join(f.name for f in files)}); "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _calibrate(args) -> int:
+    from .calibration import Targets, calibrate
+
+    check_folder(args.outdir, "calibrate")
+    targets = Targets.from_toml(args.targets, scenario=args.scenario)
+    start = time.perf_counter()
+    print(f"{targets.name}: {len(targets.targets)} targets, {len(targets.arms)} arms, "
+          f"{len(targets.moving)} calibrated parameters", flush=True)
+    from .execution import connect
+    with connect(args.scheduler, args.cluster) as client:
+        result = calibrate(targets, client=client, progress=lambda text: print(text, flush=True))
+    from . import report
+    outdir = Path(args.outdir)
+    with staged_folder(outdir, "calibrate") as stage:
+        files = report.write(result, stage)
+        if not args.no_plots:
+            files += report.plot(result, stage)
+    print(result.summary_text())
     print(f"\n{len(files)} files in {outdir}/ ({', '.join(f.name for f in files)}); "
           f"{time.perf_counter() - start:.1f} s")
     return 0
