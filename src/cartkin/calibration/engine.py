@@ -211,11 +211,11 @@ def calibrate(targets: Targets | str, scenario=None, client=None, progress=None)
     if not isinstance(targets, Targets):
         targets = Targets.from_toml(targets, scenario=scenario)
     say = progress if callable(progress) else (lambda text: None)
-    start = targets.scenario((0,), 1, targets.seed, {}, {})
+    start = targets.scenario((0,), 1, targets.seed, {}, {m.name: m.start_cv for m in targets.moving})
     spec = start.population
     model = start.model
     typical = {m.name: spec.typical.get(m.name, model.parameter(m.name).default) for m in targets.moving}
-    cv = {m.name: spec.variability_cv[m.name] for m in targets.moving}
+    cv = {m.name: m.start_cv for m in targets.moving}
     space = _Space(targets, typical, cv)
     x = space.x_of(typical, cv)
     x0 = x.copy()
@@ -320,8 +320,11 @@ def calibrate(targets: Targets | str, scenario=None, client=None, progress=None)
     if targets.profile is not None:
         say(f"profile over a scale of {', '.join(targets.profile.parameters)}")
         profile, interval = _profile(targets, typical_hat, cv_hat, client)
-    data = targets.scenario_data(tuple(range(len(targets.arms))), spec.n, spec.seed, typical_hat, cv_hat)
+    base_population = targets.base.get("population", {})
+    data = targets.scenario_data(tuple(range(len(targets.arms))), base_population.get("n", 1000),
+                                 base_population.get("seed", targets.seed), typical_hat, cv_hat)
     scenario_head = data.setdefault("scenario", {})
+    scenario_head["name"] = f"{targets.name}, calibrated"
     scenario_head["description"] = (f"calibrated to {targets.name} ({len(targets.targets)} targets, "
                                     f"{sum(r.inside for r in rows)} inside their 95% interval) by cartkin calibrate")
     return Calibration(targets, tuple(estimates), rows, draws, typical_hat, cv_hat, data, converged, reason,

@@ -45,6 +45,7 @@ class Moving:
     cv: tuple[float, float] | None = None  # CV% bounds; None: the CV stays at its start
     cv_prior: tuple[float, float] | None = None
     proposal_cv: float = 60.0  # CV% of the proposal around the start (at least)
+    start_cv: float | None = None  # CV% given here to a parameter without variability in the start scenario
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,7 @@ def _parse(data: Mapping, where: str, folder: str | None, scenario_override) -> 
         if pname not in model.parameter_names:
             raise CartkinError(f"{key}: {unknown_name_message('parameter', pname, model.parameter_names, model.name)}")
         raw = _table(raw, key)
-        _unknown(raw, ("typical", "typical_prior", "cv", "cv_prior", "proposal_cv"), key)
+        _unknown(raw, ("typical", "typical_prior", "cv", "cv_prior", "proposal_cv", "start_cv"), key)
         typical = _pair(raw["typical"], f"{key}.typical") if "typical" in raw else None
         cv = _pair(raw["cv"], f"{key}.cv") if "cv" in raw else None
         if cv is not None and cv[1] > MAX_CV:
@@ -267,9 +268,11 @@ def _parse(data: Mapping, where: str, folder: str | None, scenario_override) -> 
             raise CartkinError(f"{key}: give typical = [low, high] and/or cv = [low, high] (what may move)")
         if pname in spec.covariates:
             raise CartkinError(f"{key}: {pname} is a covariate (drawn per arm), not a calibrated parameter")
-        if pname not in spec.variability_cv or spec.variability_cv[pname] <= 0:
-            raise CartkinError(f"{key}: {pname} has no variability in the start scenario; give it a CV% in "
-                               f"[population.variability] (calibration reweights patients drawn with variability)")
+        start_cv = _number(raw["start_cv"], f"{key}.start_cv", positive=True) if "start_cv" in raw else None
+        if start_cv is None and (pname not in spec.variability_cv or spec.variability_cv[pname] <= 0):
+            raise CartkinError(f"{key}: {pname} has no variability in the start scenario; give it one with "
+                               f"start_cv = CV% (calibration reweights patients drawn with variability)")
+        start_cv = start_cv if start_cv is not None else spec.variability_cv[pname]
         info = model.parameter(pname)
         if info.upper < math.inf:
             raise CartkinError(f"{key}: {pname} is bounded above ({info.upper:g}); a log-normal proposal would "
@@ -277,12 +280,12 @@ def _parse(data: Mapping, where: str, folder: str | None, scenario_override) -> 
         start_typical = spec.typical.get(pname, info.default)
         if typical is not None and not typical[0] <= start_typical <= typical[1]:
             raise CartkinError(f"{key}.typical: the start value {start_typical:g} is outside {list(typical)}")
-        if cv is not None and not cv[0] <= spec.variability_cv[pname] <= cv[1]:
-            raise CartkinError(f"{key}.cv: the start CV {spec.variability_cv[pname]:g} % is outside {list(cv)}")
+        if cv is not None and not cv[0] <= start_cv <= cv[1]:
+            raise CartkinError(f"{key}.cv: the start CV {start_cv:g} % is outside {list(cv)}")
         moving.append(Moving(
             pname, typical, _prior(raw["typical_prior"], f"{key}.typical_prior") if "typical_prior" in raw else None,
             cv, _prior(raw["cv_prior"], f"{key}.cv_prior") if "cv_prior" in raw else None,
-            _number(raw.get("proposal_cv", 60.0), f"{key}.proposal_cv", positive=True)))
+            _number(raw.get("proposal_cv", 60.0), f"{key}.proposal_cv", positive=True), start_cv))
 
     targets = _parse_targets(data.get("targets"), tuple(map(str, names)), start)
     profile = None
