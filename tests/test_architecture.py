@@ -28,6 +28,7 @@ LAYERS = (
     ("data",),
     ("estimation",),
     ("scenario",),
+    ("calibration",),
     ("report",),
     ("cli",),
     ("__init__",),  # the package root re-exports the public names of every layer

@@ -23,6 +23,7 @@ _LAZY = {
     "load_scenario": ".scenario", "list_scenarios": ".scenario", "run_trials": ".scenario",
     "read_data": ".data",
     "fit": ".estimation", "fit_population": ".estimation", "load_fit": ".estimation", "vpc": ".estimation",
+    "calibrate": ".calibration",
     "write": ".report", "plot": ".report",
 }
 
@@ -46,4 +47,4 @@ __all__ = ["CartkinError", "solve", "DoseInput", "Model", "Observable", "Paramet
            "metrics", "Population", "Variability",
            "Scenario", "compare", "default_scenario", "load_scenario", "list_scenarios", "run_trials", "fit",
            "read_data",
-           "fit_population", "vpc", "load_fit", "write", "plot"]
+           "fit_population", "vpc", "load_fit", "calibrate", "write", "plot"]

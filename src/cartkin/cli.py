@@ -4,6 +4,7 @@
     cartkin simulate --model il10 --dose 1e5 --per-kg --days 365 -o out.csv [--plot out.png]
     cartkin compare [SCENARIO.toml | NAME] -o OUTDIR  regimen comparison (default: the built-in meta10-19)
     cartkin scenario [NAME] [--list]           print a built-in scenario (default meta10-19), or list them
+    cartkin calibrate TARGETS.toml -o OUTDIR  calibrate a virtual population to published figures
     cartkin fit DATA.csv --model liu2022 -o OUTDIR [--population [--vpc]]
     cartkin vpc FITDIR [--replicates 200] [--pred-corrected]   visual predictive check of a population fit
     cartkin export MODEL --sbml [-o FILE.xml]   the model as SBML (COPASI, tellurium, libRoadRunner)
@@ -108,6 +109,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="number of threads (default: all cores)")
     _cluster_options(p)
     p.set_defaults(run=_compare)
+
+    p = sub.add_parser("calibrate", help="calibrate a virtual population to published trial figures")
+    p.add_argument("targets", help="targets TOML file, or a shipped one: eliana, meta10-19")
+    p.add_argument("-o", "--outdir", default="cartkin-calibration", help="output folder (default cartkin-calibration)")
+    p.add_argument("--scenario", help="start from this scenario file instead of the targets file's "
+                                      "(e.g. another calibration's calibrated.toml)")
+    p.add_argument("--no-plots", action="store_true", help="write the tables only")
+    _cluster_options(p)
+    p.set_defaults(run=_calibrate)
 
     p = sub.add_parser("fit", help="fit each subject of a NONMEM-style data file by maximum likelihood")
     p.add_argument("data", nargs="+", help="CSV file(s): ID, TIME, DV, DVID [, MDV, EVID, AMT, CENS, LLOQ, covariates]")
@@ -377,6 +387,29 @@ def _compare(args) -> int:
     if result.trials is not None:
         print()
         print(result.trials.table())
+    print(f"\n{len(files)} files in {outdir}/ ({', '.join(f.name for f in files)}); "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _calibrate(args) -> int:
+    from .calibration import Targets, calibrate
+
+    check_folder(args.outdir, "calibrate")
+    targets = Targets.from_toml(args.targets, scenario=args.scenario)
+    start = time.perf_counter()
+    print(f"{targets.name}: {len(targets.targets)} targets, {len(targets.arms)} arms, "
+          f"{len(targets.moving)} calibrated parameters", flush=True)
+    from .execution import connect
+    with connect(args.scheduler, args.cluster) as client:
+        result = calibrate(targets, client=client, progress=lambda text: print(text, flush=True))
+    from . import report
+    outdir = Path(args.outdir)
+    with staged_folder(outdir, "calibrate") as stage:
+        files = report.write(result, stage)
+        if not args.no_plots:
+            files += report.plot(result, stage)
+    print(result.summary_text())
     print(f"\n{len(files)} files in {outdir}/ ({', '.join(f.name for f in files)}); "
           f"{time.perf_counter() - start:.1f} s")
     return 0

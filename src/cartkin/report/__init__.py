@@ -1,7 +1,7 @@
 """Everything a result writes or draws: tables, figures and output folders, apart from the numerics.
 
 `write(result, folder)` and `plot(result, folder)` take any result (individual fit, population fit, VPC,
-comparison) and return the files they wrote. What a result needs (matplotlib above all) is imported on first
+comparison, calibration) and return the files they wrote. What a result needs (matplotlib above all) is imported on first
 use, so `cartkin.report.output` stays cheap for every command.
 """
 from __future__ import annotations
@@ -18,6 +18,12 @@ def write(result, folder) -> list[Path]:
     from ..estimation.population.results import PopulationResult
     from ..estimation.population.vpc import VpcResult
     from ..scenario.compare import Comparison
+    from ..calibration.engine import Calibration
+    if isinstance(result, Calibration):
+        from .calibration import write_calibration
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_calibration(result, folder)
     for kind, writer in ((FitResult, writers.write_fit), (PopulationResult, writers.write_population_fit),
                          (VpcResult, writers.write_vpc), (Comparison, writers.write_comparison)):
         if isinstance(result, kind):
@@ -33,7 +39,12 @@ def plot(result, folder) -> list[Path]:
     from ..estimation.population.results import PopulationResult
     from ..estimation.population.vpc import VpcResult
     from ..scenario.compare import Comparison
+    from ..calibration.engine import Calibration
     folder = Path(folder)
+    if isinstance(result, Calibration):
+        from .calibration import calibration_figure
+        folder.mkdir(parents=True, exist_ok=True)
+        return [calibration_figure(result, folder / "calibration.png")]
     if isinstance(result, FitResult):
         from . import fit_plots
         folder.mkdir(parents=True, exist_ok=True)
