@@ -121,7 +121,7 @@ def _relapse_type_figure(comparison, path: Path) -> Path:
     positive = [100 * np.mean(k == 0.0) if k.size else np.nan for k in kinds]
     fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
     _stacked(ax, arms, [positive, negative], ["#6baed6", "#fd8d3c"], ["CD19+", "CD19−"])
-    top = max([p + n for p, n in zip(positive, negative) if np.isfinite(p + n)] or [1.0])
+    top = max([p + n for p, n in zip(positive, negative) if np.isfinite(p + n)] + [1.0])  # 1%: no relapses
     for i, (p, n) in enumerate(zip(positive, negative)):
         share = f"{100 * n / (p + n):.0f}% CD19−" if p + n > 0 else "no relapses"
         ax.text(i, p + n + 0.02 * top, share, ha="center", va="bottom", fontsize=8)
