@@ -324,9 +324,16 @@ def calibrate(targets: Targets | str, scenario=None, client=None, progress=None)
     data = targets.scenario_data(tuple(range(len(targets.arms))), base_population.get("n", 1000),
                                  base_population.get("seed", targets.seed), typical_hat, cv_hat)
     scenario_head = data.setdefault("scenario", {})
+    base_provenance = targets.base.get("scenario", {}).get("provenance", "")
+    base_provenance = "" if base_provenance.startswith("not yet calibrated") else base_provenance
     scenario_head["name"] = f"{targets.name}, calibrated"
     scenario_head["description"] = (f"calibrated to {targets.name} ({len(targets.targets)} targets, "
                                     f"{sum(r.inside for r in rows)} inside their 95% interval) by cartkin calibrate")
+    inside = sum(r.inside for r in rows)
+    scenario_head["provenance"] = (
+        f"calibrated by cartkin calibrate to {targets.name} ({targets.path}): {inside} of {len(targets.targets)} "
+        f"targets inside their 95% interval, {'converged' if converged else 'NOT converged: ' + reason}; "
+        f"calibrated: " + ", ".join(typical_hat) + (f"; started from {base_provenance}" if base_provenance else ""))
     return Calibration(targets, tuple(estimates), rows, draws, typical_hat, cv_hat, data, converged, reason,
                        tuple(ess), tuple(rounds), loglik, profile, interval)
 

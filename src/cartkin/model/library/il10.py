@@ -16,8 +16,9 @@ CD19-negative (L_neg) leukaemic cells, normal B cells (B), plasma IL-10 (I) and 
       kL = kappa (E + phi_M M) L / (A + K_k),   kB = kappa (E + phi_M M) B / (A + K_k)
 - B cells: the equation dB/dt = delta_B (B0 - B) - kB is unchanged, but delta_B now reads as slow
   regeneration from the marrow (production delta_B B0): B cells return over months once CAR T are gone.
-- IL-6 on a clinical scale: dC/dt = q_C (kL + kB)(1 - e_C m) - k_C (C - C_base) with q_C re-sourced
-  (tens of pg/mL for small burdens, hundreds to ~1000 at high burden).
+- IL-6 on a clinical scale, with a saturating source: dC/dt = q_C k/(1 + k/K_C) (1 - e_C m)
+  - k_C (C - C_base), k = kL + kB the cells killed per µL per day; q_C re-sourced (tens of pg/mL for small
+  burdens, hundreds to ~1000 at high burden); K_C = 1e6 (default) is MODEL.md's linear release.
 - Autocrine IL-10: m = auto + (1 - auto) I/(I + EC50_I), auto = armored m_auto. A secreting cell feels
   its own IL-10 from the first day (Zhao 2024: the effect is cell-intrinsic), while plasma IL-10 from a
   low dose stays far below EC50_I for a week; m_auto = 0 is MODEL.md's model.
@@ -32,10 +33,10 @@ from ..definition import DoseInput, Model, Observable, Parameter, State, symbols
 N, E, M, X, L, L_neg, B, I, C = symbols("N E M X L L_neg B I C")
 (f_blood, k_act, delta_N, rho, K_A, k_mem, k_react, k_exh, delta_E, delta_M, delta_X, A_LD, k_LD,
  kappa, K_k, r_L, L_max, L0, B0, delta_B, armored, q_I, k_I, I_base, EC50_I, e_rho, e_mem, e_exh,
- e_C, q_C, k_C, C_base, c_copies, WT, f_neg, phi_M, m_auto) = symbols(
+ e_C, q_C, k_C, C_base, c_copies, WT, f_neg, phi_M, m_auto, K_C) = symbols(
     "f_blood k_act delta_N rho K_A k_mem k_react k_exh delta_E delta_M delta_X A_LD k_LD kappa K_k "
     "r_L L_max L0 B0 delta_B armored q_I k_I I_base EC50_I e_rho e_mem e_exh e_C q_C k_C C_base "
-    "c_copies WT f_neg phi_M m_auto")
+    "c_copies WT f_neg phi_M m_auto K_C")
 
 PER_L = sp.Rational(1, 10**6)              # cells/L -> cells/µL
 L_neg_uL = L_neg * PER_L                   # CD19- cells in cells/µL (the state is in cells/L, see below)
@@ -48,6 +49,7 @@ ld = 1 + A_LD * sp.exp(-k_LD * t)          # lymphodepletion boost
 killers = E + phi_M * M                    # effectors, and memory cells at a reduced rate
 kL = kappa * killers * L / (A + K_k)       # killing of CD19+ leukaemic cells
 kB = kappa * killers * B / (A + K_k)       # killing of normal B cells
+killing = kL + kB                          # CD19+ cells killed per µL per day
 to_memory = k_mem * (1 - a) * (1 + e_mem * m) * E
 exhaustion = k_exh * a * (1 - e_exh * m) * E
 reactivation = k_react * a * M
@@ -111,6 +113,9 @@ parameters = (
       "own IL-10, whatever the plasma level (0 = plasma IL-10 only, MODEL.md)", "hypothesis from Zhao et al. "
       "2024, Nat Biotechnol, doi:10.1038/s41587-023-02060-8 (IL-10 CAR T cells: cell-intrinsic metabolic fitness, resisting "
       "dysfunction); value to be calibrated to META 10-19", upper=1.0),
+    P("K_C", 1e6, "cells/µL/d", "kill rate of half-maximal IL-6 release (release saturates: the myeloid "
+      "cells that make IL-6 have a finite capacity)", "assumption; the default is effectively linear (MODEL.md), "
+      "calibrated values compress IL-6 peaks between low and high leukaemic burdens", lower=1.0),
     P("phi_M", 1.0, "-", "killing by memory CAR T relative to effectors", "assumption: persisting "
       "memory CAR T keep B cells aplastic (B-cell aplasia lasts as long as CAR T persist)", upper=1.0),
 )
@@ -143,7 +148,7 @@ model = Model(
         "L_neg": r_L * L_neg * (1 - L_all / L_max),
         "B": delta_B * (B0 - B) - kB,
         "I": armored * q_I * (E + M) - k_I * (I - I_base),
-        "C": q_C * (kL + kB) * (1 - e_C * m) - k_C * (C - C_base),
+        "C": q_C * killing / (1 + killing / K_C) * (1 - e_C * m) - k_C * (C - C_base),
     },
     initial={"L": L0 * (1 - f_neg), "L_neg": L0 * f_neg / PER_L, "B": B0, "I": I_base, "C": C_base},
     observable_info=(
