@@ -87,7 +87,8 @@ def simulate_summaries(model: Model | str, regimen, times, params, summarize: Su
     values: dict[str, np.ndarray] = {}
     codes = np.empty(n, dtype=np.int64)
     counters = np.zeros(N_COUNTERS, dtype=np.int64)
-    for (first, count), (chunk_values, c, k) in zip(chunks, parts):
+    for i, (first, count) in enumerate(chunks):
+        (chunk_values, c, k), parts[i] = parts[i], None  # each chunk freed once copied: memory stays ~1x
         for name, v in chunk_values.items():
             if name not in values:
                 if first:
