@@ -49,6 +49,10 @@ def same(a: cartkin.PopulationSummary, b: cartkin.PopulationSummary) -> bool:
         and np.array_equal(a.codes, b.codes) and np.array_equal(a.counters, b.counters)
 
 
+def _numba_threads(shared, chunk, progress=None) -> int:
+    return numba.get_num_threads()
+
+
 def main() -> None:
     global POP
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,6 +74,8 @@ def main() -> None:
         client.wait_for_workers(args.workers)
         cartkin.simulate_summaries("il10", REGIMEN, TIMES, population(256), chunk_size=64, progress=False,
                                    client=client)  # workers load the compiled code
+        from cartkin.execution import executor
+        task_threads = executor(client).map(_numba_threads, None, [0] * (2 * args.workers), [1] * (2 * args.workers))
         # alternating runs (the idle workers use no CPU during the threaded one): a load change on a
         # shared machine then hits both alike
         threaded_runs, cluster_runs, loads = [], [], []
@@ -125,7 +131,9 @@ def main() -> None:
     print(f"| threads in one process ({numba.get_num_threads()} threads) | {threaded:.2f} | {args.n / threaded:,.0f} |")
     print(f"| LocalCluster, {args.workers} processes x 1 thread | {distributed_wall:.2f} | "
           f"{args.n / distributed_wall:,.0f} |")
-    print(f"\nratio cluster / threaded: {distributed_wall / threaded:.2f} (identical results: yes)")
+    print(f"\nnumba threads: {numba.get_num_threads()} in the threaded run, {sorted(set(task_threads))} in each "
+          f"task on a worker")
+    print(f"ratio cluster / threaded: {distributed_wall / threaded:.2f} (identical results: yes)")
     if killed:
         print(f"one worker killed (SIGKILL) after {killed[0]:,} subjects were back: run took {kill_wall:.2f} s, "
               f"result identical to the threaded run: {'yes' if kill_same else 'NO'}")

@@ -2,9 +2,10 @@
 
 Each replicate gives every subject new random effects η ~ N(0, Ω) (with its own covariates and doses)
 drawn from the replicate's own stream (seed, replicate), solves all subjects of a chunk of replicates
-(all of them, in one process; a few per task on a Dask cluster) in one call of the compiled batch solver,
-adds residual error at the observed times, and censors values below the limit of quantification. Per observable, times are
-split into bins holding about the same number of observations (bin edges between distinct times). In
+(all of them, in one process; a few per task on a Dask cluster) in one call of the compiled batch
+solver, adds residual error at the observed times, and censors values below the limit of
+quantification. Per observable, times are split into bins holding about the same number of
+observations (bin edges between distinct times). In
 each bin the observed 5th/50th/95th percentiles are set against the 90% interval (by default) of the
 same percentiles over the replicates.
 
