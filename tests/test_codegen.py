@@ -140,6 +140,27 @@ def test_model_is_immutable():
     assert small.equations["y"] == -r * y
 
 
+def test_models_pickle_as_their_constructor_arguments():
+    """Plain pickle sends any model to another process (any executor): a built-in one as its name and
+    changed defaults, another as its fields; the copy is equal and has the same fingerprint (so the same
+    compiled code)."""
+    import pickle
+    il10 = cartkin.load_model("il10")
+    y, r = sp.symbols("y r")
+    small = cartkin.Model("decay", (cartkin.State("y"),), (cartkin.Parameter("r", 1.0),), {"y": -r * y},
+                          initial={"y": sp.Integer(3)}, observable_info=(cartkin.Observable("Y", 2 * y),))
+    copy_of_il10 = cartkin.Model(**{f: getattr(il10, f) for f in ("name", "states", "parameter_info", "equations",
+                                                                  "observable_info", "initial", "dose")}
+                                 | {"description": "not the registry's"})
+    for model in (il10, il10.with_defaults(rho=2.5, L0=50.0), small, copy_of_il10):
+        data = pickle.dumps(model)
+        back = pickle.loads(data)
+        assert back == model and back.fingerprint() == model.fingerprint() and back.parameters == model.parameters
+        assert back.description == model.description
+    assert pickle.loads(pickle.dumps(il10)) is il10  # the receiver's own built-in model
+    assert len(pickle.dumps(il10.with_defaults(rho=2.5))) < 200 < len(pickle.dumps(copy_of_il10))
+
+
 def test_a_freshly_compiled_model_and_the_cached_one_give_identical_numbers(tmp_path):
     """The process that compiles a model and every later one (loading numba's cache, as Dask workers do)
     must produce the same bits: no fast-math reordering may differ between the two."""

@@ -3,6 +3,7 @@
 Uses a LocalCluster of two worker processes (one thread each). Skipped only if dask.distributed is not
 installed (it is in the test extra: pip install -e ".[test]").
 """
+import json
 import os
 import signal
 import subprocess
@@ -248,23 +249,29 @@ def test_client_must_be_a_client():
         assert nothing is None
 
 
-def test_individual_fits_on_a_cluster_equal_one_process(client):
+def liu_data(n, seed=3):
+    """n liu2022 subjects with random rTA0, lTA0 and proportional noise on nTA (a small, fast fit)."""
     from cartkin.data import Dataset
     from cartkin.data.dataset import Subject
-    from cartkin.estimation import fit
 
     model = cartkin.load_model("liu2022")
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     times = np.array([1.0, 2, 4, 7, 14, 28, 56])
     subjects = []
-    for i in range(4):
+    for i in range(n):
         truth = {q: model.parameters[q] * np.exp(rng.normal(0, 0.2)) for q in ("rTA0", "lTA0")}
         y = cartkin.simulate(model, None, times, truth).observable(model.observables[0])
         y = y * np.exp(rng.normal(0, 0.2, times.size))
         subjects.append(Subject(str(i + 1), times, y, np.zeros(times.size, dtype=int), np.zeros(times.size, bool),
                                 np.full(times.size, np.nan)))
-    data = Dataset(tuple(subjects), model.observables[:1])
-    options = dict(estimate=["rTA0", "lTA0"], starts=2, seed=4, sigma={"sigma_nTA": 0.2})
+    return model, Dataset(tuple(subjects), model.observables[:1])
+
+
+def test_individual_fits_on_a_cluster_equal_one_process(client):
+    from cartkin.estimation import fit
+
+    model, data = liu_data(4)
+    options = dict(estimate=["rTA0", "lTA0"], starts=2, seed=4, sigma={"sigma_nTA": 0.2}, profile=["lTA0"])
     here = fit(model, data, progress=False, **options)
     there = fit(model, data, progress=False, client=client, **options)
     for a, b in zip(here.fits, there.fits):
@@ -272,10 +279,52 @@ def test_individual_fits_on_a_cluster_equal_one_process(client):
         np.testing.assert_array_equal(a.standard_errors, b.standard_errors)
         np.testing.assert_array_equal(a.parameters, b.parameters)
         assert (a.objective, a.converged, a.warnings) == (b.objective, b.converged, b.warnings)
+    assert len(here.profiles) == len(there.profiles) == 4
+    for a, b in zip(here.profiles, there.profiles):
+        assert (a.id, a.parameter, a.lower, a.upper, a.warnings) == (b.id, b.parameter, b.lower, b.upper, b.warnings)
+        np.testing.assert_array_equal(a.values, b.values)
+        np.testing.assert_array_equal(a.objectives, b.objectives)
 
 
-def test_a_payload_a_worker_cannot_unpack_fails_its_tasks_with_the_reason():
-    from cartkin.simulation.stream import _unpack
-    broken = _unpack(b"not a pickle")
-    with pytest.raises(CartkinError, match="cannot unpack"):
-        broken.value
+def test_cli_multistart_fit_with_a_local_cluster_writes_identical_estimates(tmp_path):
+    _, data = liu_data(4)
+    csv = str(data.to_csv(tmp_path / "data.csv"))
+    args = ["fit", csv, "--model", "liu2022", "--estimate", "rTA0,lTA0", "--sigma", "sigma_nTA=0.2", "--starts", "3",
+            "--profile", "rTA0", "--no-plots"]
+    assert main(args + ["-o", str(tmp_path / "here")]) == 0
+    assert main(args + ["-o", str(tmp_path / "cluster"), "--cluster", "local:2"]) == 0
+    for f in ("estimates.csv", "profiles.csv", "predictions.csv"):
+        assert (tmp_path / "here" / f).read_bytes() == (tmp_path / "cluster" / f).read_bytes(), f
+
+
+def test_population_fit_starts_and_vpc_on_a_cluster_equal_one_process(client, tmp_path):
+    """`cartkin fit --population --starts 2 --vpc` and `cartkin vpc` joining a running cluster
+    (--scheduler) write the same files as in one process; VPC replicates in chunks of any size give the
+    same check."""
+    from cartkin.estimation import vpc
+
+    _, data = liu_data(8, seed=5)
+    csv = str(data.to_csv(tmp_path / "data.csv"))
+    address = client.scheduler.address
+    args = ["fit", csv, "--model", "liu2022", "--population", "--estimate", "rTA0,lTA0", "--iterations", "20,10",
+            "--starts", "2", "--seed", "1", "--vpc", "--replicates", "20", "--no-plots"]
+    assert main(args + ["-o", str(tmp_path / "here")]) == 0
+    assert main(args + ["-o", str(tmp_path / "cluster"), "--scheduler", address]) == 0
+    for f in ("population.csv", "individuals.csv", "convergence.csv", "vpc.csv"):
+        assert (tmp_path / "here" / f).read_bytes() == (tmp_path / "cluster" / f).read_bytes(), f
+    here = json.loads((tmp_path / "here" / "fit.json").read_text())
+    there = json.loads((tmp_path / "cluster" / "fit.json").read_text())
+    assert here["settings"]["start_minus2loglik"] == there["settings"]["start_minus2loglik"]
+    assert len(set(here["settings"]["start_minus2loglik"])) == 2  # two different runs
+    vpc_args = ["vpc", str(tmp_path / "here"), "--replicates", "21", "--seed", "3"]
+    for name, extra in (("a", []), ("b", ["--scheduler", address])):
+        (tmp_path / name).mkdir()
+        assert main(vpc_args + ["-o", str(tmp_path / name / "vpc.png"), *extra]) == 0
+    assert (tmp_path / "a" / "vpc.csv").read_bytes() == (tmp_path / "b" / "vpc.csv").read_bytes()
+    one = vpc(tmp_path / "here", replicates=21, seed=3)
+    for chunk in (4, 21):
+        other = vpc(tmp_path / "here", replicates=21, seed=3, client=client, chunk_size=chunk)
+        assert one.failed == other.failed
+        for a, b in zip(one.checks, other.checks, strict=True):
+            np.testing.assert_array_equal(a.simulated, b.simulated)
+            np.testing.assert_array_equal(a.simulated_censored, b.simulated_censored)

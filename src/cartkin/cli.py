@@ -175,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bins", type=int, help="time bins per observable (default: from the number of observations)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulations (default 0)")
     p.add_argument("-o", "--output", help="figure to write (default FITDIR/vpc.png, or pcvpc.png)")
+    _cluster_options(p)
     p.set_defaults(run=_vpc)
 
     p = sub.add_parser("export", help="write a model as SBML Level 3 (for COPASI, tellurium, libRoadRunner)")
@@ -457,8 +458,6 @@ def _fit(args) -> int:
     print(data.summary(), flush=True)
     from . import report
     if args.population:
-        if args.scheduler or args.cluster:
-            raise CartkinError("--scheduler and --cluster run individual fits (and compare); not --population yet")
         from .estimation.population.fit_file import file_sha256
         source = {"files": [str(Path(f).resolve()) for f in args.data],
                   "sha256": [file_sha256(f) for f in args.data],
@@ -534,24 +533,27 @@ def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:
             raise CartkinError(f"--iterations {args.iterations!r}: expected two integers K1,K2") from None
         if len(iterations) != 2:
             raise CartkinError(f"--iterations {args.iterations!r}: expected two integers K1,K2")
+    from .execution import connect
     start = time.perf_counter()
-    result = fit_population(model, data, estimate=estimate, fix=fix, error=args.error,
-                            covariate_effects=args.covariate_effect, omega=args.omega or "diag",
-                            iterations=iterations, chains=args.chains, seed=args.seed, regimen=regimen,
-                            starts=1 if args.starts is None else args.starts, data_source=source, progress=None)
     outdir = Path(args.outdir)
-    with staged_folder(outdir, "fit") as stage:
-        files = report.write(result, stage)
-        if not args.no_plots:
-            files += report.plot(result, stage)
-        print(result)
-        if result.settings["starts"] > 1:
-            print(f"-2LL of the {result.settings['starts']} starts: "
-                  + ", ".join(f"{x:.2f}" for x in result.settings["start_minus2loglik"])
-                  + f" (kept start {result.settings['best_start']})")
-        if args.vpc:
-            check = vpc(result, replicates=args.replicates or 200, seed=args.seed)
-            files += report.write(check, stage) + report.plot(check, stage)
+    with connect(args.scheduler, args.cluster) as client:
+        result = fit_population(model, data, estimate=estimate, fix=fix, error=args.error,
+                                covariate_effects=args.covariate_effect, omega=args.omega or "diag",
+                                iterations=iterations, chains=args.chains, seed=args.seed, regimen=regimen,
+                                starts=1 if args.starts is None else args.starts, data_source=source, progress=None,
+                                client=client)
+        with staged_folder(outdir, "fit") as stage:
+            files = report.write(result, stage)
+            if not args.no_plots:
+                files += report.plot(result, stage)
+            print(result)
+            if result.settings["starts"] > 1:
+                print(f"-2LL of the {result.settings['starts']} starts: "
+                      + ", ".join(f"{x:.2f}" for x in result.settings["start_minus2loglik"])
+                      + f" (kept start {result.settings['best_start']})")
+            if args.vpc:
+                check = vpc(result, replicates=args.replicates or 200, seed=args.seed, client=client)
+                files += report.write(check, stage) + report.plot(check, stage)
     print(f"\n{len(files)} files in {outdir}/ ({', '.join(Path(f).name for f in files)}); "
           f"{time.perf_counter() - start:.1f} s")
     return 0
@@ -569,8 +571,10 @@ def _vpc(args) -> int:
     figure = _figure_path(args.output, "-o") if args.output else \
         folder / ("pcvpc.png" if args.pred_corrected else "vpc.png")
     fit = load_fit(args.fitdir)
-    check = vpc(fit, replicates=args.replicates, prediction_corrected=args.pred_corrected, seed=args.seed,
-                n_bins=args.bins)
+    from .execution import connect
+    with connect(args.scheduler, args.cluster) as client:
+        check = vpc(fit, replicates=args.replicates, prediction_corrected=args.pred_corrected, seed=args.seed,
+                    n_bins=args.bins, client=client)
     with staged_folder(figure.parent, "vpc", add=True) as stage:
         table = figure.parent / report.write(check, stage)[0].name
         vpc_figure(check, stage / figure.name)

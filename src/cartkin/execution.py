@@ -1,7 +1,9 @@
 """Where independent chunks of work run: in this process, or on a Dask cluster.
 
-The loops over independent chunks (population chunks of `simulate_summaries`, the arms × patient chunks
-of `compare`) hand their chunks to one executor:
+Every loop over independent chunks hands them to one executor: population chunks of
+`simulate_summaries`, the (arm, patient chunk) tasks of `compare`, subjects of individual fits and their
+(subject, parameter) profiles, the starts of a multi-start population (SAEM) fit and chunks of VPC
+replicates. Two executors exist:
 
 * in-process (the default): chunks run one after the other in this process; each chunk's subjects are
   solved on numba's threads, as before;
@@ -14,10 +16,27 @@ Choose with `client=` on the function, or for a block of code::
     with cartkin.execution.using(client):
         summary = cartkin.simulate_summaries(...)
 
-A chunk is described by small values (which subjects, which arm); the heavy, shared part of a run (model,
-regimen, summary function) is sent to the cluster once per run as one task that every chunk depends on,
-so a worker unpacks it once. Subjects draw their random numbers from (seed, subject index), so a run on a
-cluster gives the same numbers, bit for bit, as in one process, whatever the workers and chunk size.
+The interface, for a new loop (a module-level task function, so it pickles by reference)::
+
+    from cartkin.execution import chunks_for, executor
+
+    def _score(shared, chunk, progress=None):      # runs here or on a worker
+        model, regimen, times = shared               # the heavy part, sent once per run
+        first, count = chunk                         # the small part, one per task
+        ...
+        return values                                # only what the caller needs comes back
+
+    chunks, sizes = chunks_for(n, 4096)              # [(first, count), ...], [count, ...]
+    parts = executor(client).map(_score, (model, regimen, times), chunks, sizes, progress)
+    # parts[i] is _score's result for chunks[i], in chunk order, whatever ran where
+
+`map(task, shared, chunks, sizes, progress)`: `shared` goes to the cluster once per run, as one task
+every chunk depends on, so a worker unpickles it once; a chunk is a few small values; `sizes` (one
+number per chunk) feed `progress(done)`. Objects travel by plain pickle: a `Model` pickles as its
+constructor arguments (a built-in one as its name), objects holding compiled modules drop them and
+reload them from the receiving process's cache, so a worker compiles each model once. For the same
+numbers wherever a chunk runs, draw a chunk's random numbers from streams keyed by (seed, index), never
+from a generator shared across chunks.
 
 Faults: a chunk that raises is retried (`retries`); a chunk whose worker dies is recomputed on another
 worker by the scheduler (up to `distributed.scheduler.allowed-failures` times). On any exit other than

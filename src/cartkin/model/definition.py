@@ -226,7 +226,10 @@ class Model:
         if values:
             name = next(iter(values))
             raise CartkinError(unknown_name_message("parameter", name, self.parameter_names, self.name))
-        return replace(self, parameter_info=tuple(info))
+        model = replace(self, parameter_info=tuple(info))
+        if "_origin" in self.__dict__:  # a built-in model with other defaults still pickles by name
+            object.__setattr__(model, "_origin", self.__dict__["_origin"])
+        return model
 
     def fingerprint(self) -> str:
         """Hash of the symbolic content (not of the defaults): names the generated code.
@@ -260,6 +263,43 @@ class Model:
 
     def __hash__(self):
         return hash((self.fingerprint(), tuple(q.default for q in self.parameter_info)))
+
+    def __reduce__(self):
+        """Pickled as its constructor arguments, so plain pickle (and so any executor: Dask, a process
+        pool) sends a model to another process. A built-in model (from `load_model`, or its `with_defaults`)
+        travels as its registry name and changed defaults (a few bytes; the receiver loads its own copy);
+        any other model as its fields (sympy expressions pickle) with its fingerprint, so the receiver
+        finds the compiled code in its cache without printing the expressions again. Worked out once per
+        model."""
+        cached = self.__dict__.get("_reduced")
+        if cached is None:
+            cached = _reduction(self)
+            object.__setattr__(self, "_reduced", cached)  # frozen dataclass: not a field, not compared
+        return cached
+
+
+def _reduction(model: Model) -> tuple:
+    origin = model.__dict__.get("_origin")  # (load, name): set by the registry on its models
+    if origin is not None:
+        load, name = origin
+        builtin = load(name)
+        defaults = {q.name: q.default for q, b in zip(model.parameter_info, builtin.parameter_info)
+                    if q.default != b.default}
+        return _builtin_model, (load, name, defaults)
+    fields = {name: getattr(model, name) for name in model.__dataclass_fields__}
+    fields["equations"], fields["initial"] = dict(model.equations), dict(model.initial)
+    return _model_from_fields, (fields, model.fingerprint())
+
+
+def _builtin_model(load, name: str, defaults: dict) -> Model:
+    model = load(name)
+    return model.with_defaults(**defaults) if defaults else model
+
+
+def _model_from_fields(fields: dict, fingerprint: str) -> Model:
+    model = Model(**fields)
+    object.__setattr__(model, "_fingerprint", fingerprint)
+    return model
 
 
 def _check_unique(names: Sequence[str], model: str) -> None:

@@ -23,4 +23,7 @@ def load_model(name: str | Model) -> Model:
         close = difflib.get_close_matches(str(name), _BUILTIN, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise CartkinError(f"unknown model {name!r}{hint}; built-in models: {', '.join(_BUILTIN)}")
-    return importlib.import_module(f".library.{name}", __package__).model
+    model = importlib.import_module(f".library.{name}", __package__).model
+    if "_origin" not in model.__dict__:  # pickles as its name (Model.__reduce__): not a field, not compared
+        object.__setattr__(model, "_origin", (load_model, name))
+    return model

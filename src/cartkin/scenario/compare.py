@@ -14,7 +14,6 @@ from ..execution import InProcess, chunks_for, executor, spread
 from ..progress import as_callback
 from ..table import Table
 from ..simulation.run import simulate_batch
-from ..simulation.stream import Shipped
 from .arms import ArmResult, arm_outcomes, arm_parameters, population_for
 from .spec import Arm, Scenario
 from .trials import TrialResult, run_trials
@@ -52,7 +51,7 @@ def compare(scenario: Scenario, progress=None, client=None, chunk_size: int | No
     per_arm, sizes = chunks_for(n, int(chunk_size))
     tasks = [(k, first, count) for k in range(len(scenario.arms)) for first, count in per_arm]
     bar = as_callback(progress, n * len(scenario.arms), f"{len(scenario.arms)} arms x {n} patients")
-    parts = run.map(_arm_chunk, Shipped(scenario), tasks, sizes * len(scenario.arms), bar)
+    parts = run.map(_arm_chunk, scenario, tasks, sizes * len(scenario.arms), bar)
     m = len(per_arm)
     results = tuple(_join(arm, scenario.times(), parts[k * m:(k + 1) * m]) for k, arm in enumerate(scenario.arms))
     replicates = None
@@ -61,9 +60,8 @@ def compare(scenario: Scenario, progress=None, client=None, chunk_size: int | No
     return Comparison(scenario, results, base, replicates)
 
 
-def _arm_chunk(shared, task: tuple[int, int, int], progress=None) -> ArmResult:
+def _arm_chunk(scenario: Scenario, task: tuple[int, int, int], progress=None) -> ArmResult:
     """Patients first, ..., first + count - 1 of arm k (in this process or on a worker)."""
-    scenario = shared.value
     k, first, count = task
     arm = scenario.arms[k]
     P = arm_parameters(scenario, population_for(scenario).parameters(first, count), arm)

@@ -41,7 +41,6 @@ from ..errors import CartkinError
 from ..execution import InProcess, chunks_for, executor, spread
 from ..progress import as_callback
 from ..simulation.run import simulate_batch
-from ..simulation.stream import Shipped
 from ..table import Table, format_number
 from .arms import arm_outcomes, arm_parameters, population_for
 from .spec import TRIAL_STRIDE, Observed, PopulationSpec, Scenario
@@ -221,7 +220,7 @@ def run_trials(scenario: Scenario, progress=None, client=None, chunk_size: int |
     tasks = [(k, first, count) for k in range(len(arms)) for first, count in per_arm]
     bar = as_callback(progress, total * len(arms),
                       f"{trial.replicates} trials x {trial.size} patients x {len(arms)} arms")
-    parts = run.map(_trial_chunk, Shipped(scenario), tasks, sizes * len(arms), bar)
+    parts = run.map(_trial_chunk, scenario, tasks, sizes * len(arms), bar)
     m = len(per_arm)
     values = {}
     for k, arm in enumerate(arms):
@@ -233,9 +232,8 @@ def run_trials(scenario: Scenario, progress=None, client=None, chunk_size: int |
     return TrialResult(scenario, values, which)
 
 
-def _trial_chunk(shared, task: tuple[int, int, int], progress=None):
+def _trial_chunk(scenario, task: tuple[int, int, int], progress=None):
     """Trial positions first, ..., first + count - 1 of arm k: (per-patient outcomes, solved)."""
-    scenario = shared.value
     k, first, count = task
     arm, spec = scenario.arms[k], scenario.population
     replicate, subjects = trial_subjects(np.arange(first, first + count, dtype=np.int64), scenario.trial.size)

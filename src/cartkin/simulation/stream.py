@@ -8,21 +8,15 @@ population: subjects are solved independently, and a `Population` draws each sub
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 from typing import Callable, Mapping
 
 import numpy as np
 
-from ..codegen import generate
-from ..codegen.generate import GENERATED
 from ..errors import CartkinError
 from ..execution import chunks_for, executor
 from ..metrics import exposure_summary
 from ..model.definition import Model
-from ..model.registry import load_model
 from ..progress import as_callback
 from ..solve import status as st
 from ..solve.common import N_COUNTERS
@@ -55,11 +49,14 @@ class PopulationSummary:
         return {st.describe(int(c)): int(k) for c, k in zip(bad, counts)}
 
 
-def exposure(observable: str) -> Summarize:
-    """A `summarize` function: Cmax, Tmax, AUC0–28, AUC0–84, half-life and Tlast of one observable."""
-    def summarize(batch: BatchResult) -> Mapping[str, np.ndarray]:
-        return exposure_summary(batch.times, batch.observable(observable))
-    return summarize
+@dataclass(frozen=True)
+class exposure:
+    """A `summarize` function: Cmax, Tmax, AUC0–28, AUC0–84, half-life and Tlast of one observable.
+    (A class rather than a closure, so it pickles: any executor can send it to another process.)"""
+    observable: str
+
+    def __call__(self, batch: BatchResult) -> Mapping[str, np.ndarray]:
+        return exposure_summary(batch.times, batch.observable(self.observable))
 
 
 def simulate_summaries(model: Model | str, regimen, times, params, summarize: Summarize | None = None,
@@ -85,12 +82,13 @@ def simulate_summaries(model: Model | str, regimen, times, params, summarize: Su
     n = rows.n
     bar = as_callback(progress, n, f"simulating {n} subjects")
     chunks, sizes = chunks_for(n, int(chunk_size))
-    shared = Shipped((model, regimen, times, solver, summarize, rows))
+    shared = (model, regimen, times, solver, summarize, rows)
     parts = executor(client).map(_summary_chunk, shared, chunks, sizes, bar)
     values: dict[str, np.ndarray] = {}
     codes = np.empty(n, dtype=np.int64)
     counters = np.zeros(N_COUNTERS, dtype=np.int64)
-    for (first, count), (chunk_values, c, k) in zip(chunks, parts):
+    for i, (first, count) in enumerate(chunks):
+        (chunk_values, c, k), parts[i] = parts[i], None  # each chunk freed once copied: memory stays ~1x
         for name, v in chunk_values.items():
             if name not in values:
                 if first:
@@ -102,9 +100,9 @@ def simulate_summaries(model: Model | str, regimen, times, params, summarize: Su
     return PopulationSummary(values, codes, counters)
 
 
-def _summary_chunk(shared: "Shipped", chunk: tuple[int, int], progress=None):
+def _summary_chunk(shared: tuple, chunk: tuple[int, int], progress=None):
     """One chunk of `simulate_summaries` (in this process or on a worker): summaries, codes, counters."""
-    model, regimen, times, solver, summarize, rows = shared.value
+    model, regimen, times, solver, summarize, rows = shared
     first, count = chunk
     P = rows(first, count)
     out, _, c, t_fail, k = solve_shared(model, P, times, regimen.events(model), solver, progress)
@@ -120,90 +118,6 @@ def _summary_chunk(shared: "Shipped", chunk: tuple[int, int], progress=None):
     return values, c, k.sum(axis=0)
 
 
-class Shipped:
-    """The shared part of a chunked run (models, regimen, summary function...) on its way to workers.
-
-    In this process `.value` is used as it is. Pickled (for a cluster), a built-in model travels as its
-    name and changed defaults, and the worker loads it from its own install (its compiled code from the
-    worker's cache); another model travels as its definition; a generated module (held e.g. by a fit's
-    problem) travels as its source and is loaded from the worker's cache. The bytes are made once and
-    kept, so a worker passing the value on does not pickle it again. Functions and lambdas go by value
-    (cloudpickle). A value a worker cannot unpack fails the run's tasks with the reason.
-    """
-
-    def __init__(self, value, data: bytes | None = None, error: str = ""):
-        self._value = value
-        self._data = data
-        self._error = error
-
-    @property
-    def value(self):
-        if self._error:  # raised in the task, so the run fails with a message instead of a worker dying
-            raise CartkinError(f"this worker cannot unpack the run's shared part: {self._error}")
-        return self._value
-
-    def __reduce__(self):
-        if self._data is None:
-            self._data = _pack(self._value)
-        return _unpack, (self._data,)
-
-
-def _pack(value) -> bytes:
-    import io
-
-    import cloudpickle
-
-    class _Pickler(cloudpickle.Pickler):
-        def reducer_override(self, obj):
-            if isinstance(obj, Model):
-                return _reduce_model(obj)
-            if isinstance(obj, ModuleType) and obj.__name__.startswith(GENERATED):
-                return _generated_module, (obj.__name__, Path(obj.__file__).read_text(encoding="utf-8"))
-            return super().reducer_override(obj)
-
-    buffer = io.BytesIO()
-    _Pickler(buffer, protocol=5).dump(value)
-    return buffer.getvalue()
-
-
-def _unpack(data: bytes) -> Shipped:
-    import pickle
-    try:
-        return Shipped(pickle.loads(data), data)
-    except Exception as exc:  # noqa: BLE001  (reported when a task uses the value)
-        return Shipped(None, data, f"{type(exc).__name__}: {exc}")
-
-
-def _generated_module(name: str, source: str) -> ModuleType:
-    """A model's generated module on a worker: this process's, else written to the worker's cache folder (if
-    missing) and loaded; numba compiles it once per worker and caches it on disk."""
-    return generate.load_module(name.removeprefix(GENERATED), source)
-
-
-def _reduce_model(model: Model):
-    try:
-        builtin = load_model(model.name)
-    except CartkinError:
-        builtin = None
-    if builtin is not None and builtin.parameter_names == model.parameter_names:
-        defaults = {q.name: q.default for q, b in zip(model.parameter_info, builtin.parameter_info)
-                    if q.default != b.default}
-        if (builtin.with_defaults(**defaults) if defaults else builtin) == model:
-            return _builtin_model, (model.name, defaults)
-    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
-    fields["equations"], fields["initial"] = dict(model.equations), dict(model.initial)
-    return _model_from_fields, (fields,)
-
-
-def _builtin_model(name: str, defaults: dict) -> Model:
-    model = load_model(name)
-    return model.with_defaults(**defaults) if defaults else model
-
-
-def _model_from_fields(fields: dict) -> Model:
-    return Model(**fields)
-
-
 @dataclass(frozen=True)
 class _RowSource:
     n: int
@@ -211,6 +125,15 @@ class _RowSource:
 
     def __call__(self, first: int, count: int) -> np.ndarray:
         return self.rows(first, count)
+
+
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    """Rows of a parameter matrix (picklable, unlike a lambda)."""
+    matrix: np.ndarray
+
+    def __call__(self, first: int, count: int) -> np.ndarray:
+        return self.matrix[first:first + count]
 
 
 def _row_source(model: Model, params) -> _RowSource:
@@ -221,4 +144,4 @@ def _row_source(model: Model, params) -> _RowSource:
             raise CartkinError(f"the population is of model {params.model.name}, not {model.name}")
         return _RowSource(params.n, params.parameters)
     P = parameter_matrix(model, params)
-    return _RowSource(P.shape[0], lambda first, count: P[first:first + count])
+    return _RowSource(P.shape[0], _Rows(P))

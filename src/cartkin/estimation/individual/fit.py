@@ -26,7 +26,6 @@ from ...model.definition import Model
 from ...model.registry import load_model
 from ...progress import as_callback
 from ...simulation.run import as_solver
-from ...simulation.stream import Shipped
 from ...solve.solver import Solver
 from ...data.dataset import Dataset, Subject
 from ...stats.error_models import ErrorModel, error_model
@@ -60,8 +59,9 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
     (objective −log posterior, SEs from its Hessian; cartkin.stats.priors).
     solver: the `cartkin.Solver` of every prediction (default FIT_SOLVER: auto, rtol 1e-8, atol 1e-10, tight
     enough for finite-difference Hessians); rtol/atol are shorthands.
-    client: a `distributed.Client` to fit the subjects on a Dask cluster (not with pooled_sigma); the fits
-    are the same as in one process."""
+    client: a `distributed.Client` to fit the subjects (each a task with its multi-start) and compute the
+    profiles (each (subject, parameter) profile a task) on a Dask cluster; the fits are the same as in
+    one process. A pooled_sigma fit, whose subjects are refitted together at every step, runs here."""
     model = load_model(model)
     error = error_model(error)
     fix = dict(fix or {})
@@ -107,17 +107,17 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
             fits, pooled = _fit_pooled(problem, data.subjects, starts, seed, callback)
         else:
             n = len(data.subjects)
-            fits = executor(client).map(_fit_one, Shipped((problem, data.subjects, starts, seed)), range(n),
+            fits = executor(client).map(_fit_one, (problem, data.subjects, starts, seed), range(n),
                                         [1] * n, callback)
         result = FitResult(model, data, free, problem.error, tuple(fits), problem, pooled, priors=priors)
         if profile:
-            result = dataclasses.replace(result, profiles=profile_fits(result, profile))
+            result = dataclasses.replace(result, profiles=profile_fits(result, profile, client=client))
     return result
 
 
 def _fit_one(shared, i: int, progress=None) -> SubjectFit:
     """Subject i's multi-start fit (in this process or on a worker)."""
-    problem, subjects, starts, seed = shared.value
+    problem, subjects, starts, seed = shared
     with single_blas_thread():
         return _fit_subject(problem, subjects[i], starts, np.random.default_rng([seed, i]))
 

@@ -62,6 +62,14 @@ class Problem:
         self.prior_log_median = np.array([math.log(pr.median) for pr in self.priors.values()])
         self.prior_sd = np.array([pr.sd for pr in self.priors.values()])
 
+    def __getstate__(self) -> dict:
+        """Pickled without its compiled module (another process loads its own, from its cache)."""
+        return {k: v for k, v in self.__dict__.items() if k != "module"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.module = compile_model(self.augmented)
+
     def prior_penalty(self, x) -> tuple[float, np.ndarray]:
         """Σ (x_j − log median_j)² / (2 SD_j²) over the parameters with priors, and its gradient in x."""
         grad = np.zeros_like(x)

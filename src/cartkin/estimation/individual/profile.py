@@ -19,8 +19,10 @@ import numpy as np
 from scipy.optimize import brentq, minimize
 
 from ...errors import CartkinError
+from ...execution import executor
 from ...model.definition import unknown_name_message
 from ...data.dataset import Subject
+from ..blas import single_blas_thread
 from .objective import FAILED, objective_factory, search_bounds
 
 CHI2_95 = 3.841458820694124  # 95% quantile of chi-square with 1 degree of freedom
@@ -74,17 +76,27 @@ def check_profile_names(names: Sequence[str], free: Sequence[str], model) -> tup
     return names
 
 
-def profile_fits(result, names: Sequence[str], threshold: float = CHI2_95) -> tuple[Profile, ...]:
-    """Profiles of `names` for every subject of a `FitResult` with finite estimates."""
+def profile_fits(result, names: Sequence[str], threshold: float = CHI2_95, client=None) -> tuple[Profile, ...]:
+    """Profiles of `names` for every subject of a `FitResult` with finite estimates.
+
+    client: a `distributed.Client` to compute the profiles on a Dask cluster, one (subject, parameter)
+    profile per task (a profile's points are walked one from the other, each warm started from its
+    neighbour, so a profile is the unit of work); None for `cartkin.execution.using`'s client, else this
+    process. The profiles are the same either way."""
     names = check_profile_names(names, result.free, result.model)
     pooled = {n: v for n, v, _ in result.pooled_sigma}
-    profiles = []
-    for fit, subject in zip(result.fits, result.data.subjects):
-        if not np.all(np.isfinite(fit.estimates)):
-            continue
-        for name in names:
-            profiles.append(profile_subject(result.problem, subject, fit, name, pooled or None, threshold))
-    return tuple(profiles)
+    tasks = [(i, name) for i, fit in enumerate(result.fits) if np.all(np.isfinite(fit.estimates))
+             for name in names]
+    shared = (result.problem, result.data.subjects, result.fits, pooled or None, float(threshold))
+    return tuple(executor(client).map(_profile_one, shared, tasks, [1] * len(tasks)))
+
+
+def _profile_one(shared: tuple, task: tuple[int, str], progress=None) -> Profile:
+    """Subject i's profile of one parameter (in this process or on a worker)."""
+    problem, subjects, fits, pooled, threshold = shared
+    i, name = task
+    with single_blas_thread():
+        return profile_subject(problem, subjects[i], fits[i], name, pooled, threshold)
 
 
 def profile_subject(problem, subject: Subject, fit, name: str, sigma_fixed: Mapping[str, float] | None = None,

@@ -94,6 +94,14 @@ class PopulationModel:
         self.events = [(s.regimen or regimen or Regimen.none()).events(model) for s in data.subjects]
         self._designs: dict = {}
 
+    def __getstate__(self) -> dict:
+        """Pickled without its compiled module and cached designs (another process makes its own)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("module", "_designs")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _designs={})
+        self.module = compile_model(self.model)
+
     # --- structure ----------------------------------------------------------------------------------
     @property
     def n_parameters(self) -> int:

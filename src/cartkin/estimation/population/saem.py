@@ -46,6 +46,7 @@ from scipy.special import gammaln, logsumexp
 
 from ...dosing import Regimen
 from ...errors import CartkinError
+from ...execution import executor
 from ...model.definition import Model
 from ...model.registry import load_model
 from ...simulation.run import as_solver
@@ -100,7 +101,8 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
                    iterations: tuple[int, int] = (300, 150), chains: int | None = None, seed: int = 0,
                    regimen: Regimen | None = None, initial: Mapping[str, float] | None = None,
                    solver: Solver | None = None, importance_samples: int = 1000, starts: int = 1,
-                   options: SaemOptions | None = None, data_source: Mapping | None = None, progress=None):
+                   options: SaemOptions | None = None, data_source: Mapping | None = None, progress=None,
+                   client=None):
     """Population (nonlinear mixed-effects) fit of `data` by SAEM; returns a `PopulationResult`.
 
     estimate: parameters with a log-normal random effect (default: the model's default fit set).
@@ -110,6 +112,9 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
     moved by a log-normal factor, CV ~50%, with seeds [seed, k]); the lowest −2LL is kept and every run's
     −2LL is reported (settings["start_minus2loglik"]). data_source: how the data were read
     ({"files": [...], "options": {...}}), kept for `cartkin vpc`.
+    client: a `distributed.Client` to run the starts side by side on a Dask cluster (each start is one
+    task; the result is the same as in one process), or None for `cartkin.execution.using`'s client, else
+    one after the other in this process.
     """
 
     started = time.perf_counter()
@@ -134,22 +139,12 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
     k1, k2 = options.iterations
     per_run = k1 + k2 + options.conditional_iterations
     bar = as_callback(progress, per_run * starts, f"SAEM {pm.data.n_subjects} subjects")
-    runs = []
-    t_saem = 0.0
-    for k in range(starts):
-        rng = np.random.default_rng(int(seed) if k == 0 else [int(seed), k])
-        start = first if k == 0 else _moved(pm, first, rng)
-        callback = (lambda done, offset=k * per_run: bar(offset + done)) if bar else None
-        with single_blas_thread():  # only tiny matrices here; a threaded BLAS would cost more than it gives
-            t0 = time.perf_counter()
-            sampler = _Sampler(pm, options, rng, start)
-            estimates, traces = _saem(pm, sampler, start, options, omega, callback)
-            t_saem += time.perf_counter() - t0
-            post = _post_fit(pm, sampler, estimates, options, omega, callback, k1 + k2)
-        runs.append((estimates, traces, post, sampler.chains))
+    shared = (pm, first, options, omega, int(seed), k1 + k2)
+    runs = executor(client).map(_saem_start, shared, range(starts), [per_run] * starts, bar)
+    t_saem = sum(r[4] for r in runs)
     scores = [r[2]["ofv"] if math.isfinite(r[2]["ofv"]) else math.inf for r in runs]
     best = int(np.argmin(scores))
-    estimates, traces, post, chains = runs[best]
+    estimates, traces, post, chains = runs[best][:4]
     elapsed = time.perf_counter() - started
     settings = {"iterations": [k1, k2], "chains": chains, "kernels": list(options.kernels),
                 "annealing": options.annealing, "conditional_iterations": options.conditional_iterations,
@@ -160,6 +155,22 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
     return PopulationResult(pm=pm, estimates=estimates, omega_structure=omega, traces=traces, settings=settings,
                             data_source=dict(data_source) if data_source else None,
                             timings={"saem": t_saem, "total": elapsed}, **post)
+
+
+def _saem_start(shared: tuple, k: int, progress=None) -> tuple:
+    """Start k of a multi-start fit (in this process or on a worker): an independent SAEM run from
+    `first` (k = 0, seed) or from moved typical values (seed [seed, k]); (estimates, traces, post-fit
+    quantities, chains, seconds in SAEM)."""
+    pm, first, options, omega, seed, iterations = shared
+    rng = np.random.default_rng(seed if k == 0 else [seed, k])
+    start = first if k == 0 else _moved(pm, first, rng)
+    with single_blas_thread():  # only tiny matrices here; a threaded BLAS would cost more than it gives
+        t0 = time.perf_counter()
+        sampler = _Sampler(pm, options, rng, start)
+        estimates, traces = _saem(pm, sampler, start, options, omega, progress)
+        t_saem = time.perf_counter() - t0
+        post = _post_fit(pm, sampler, estimates, options, omega, progress, iterations)
+    return estimates, traces, post, sampler.chains, t_saem
 
 
 def _moved(pm: PopulationModel, start: PopulationEstimates, rng: np.random.Generator) -> PopulationEstimates:

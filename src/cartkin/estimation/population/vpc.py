@@ -1,9 +1,11 @@
 """Visual predictive checks: replicates of the observed design simulated from the population estimates.
 
-Each replicate gives every subject new random effects η ~ N(0, Ω) (with its own covariates and doses),
-solves all subjects of all replicates in one call of the compiled batch solver, adds residual error at
-the observed times, and censors values below the limit of quantification. Per observable, times are
-split into bins holding about the same number of observations (bin edges between distinct times). In
+Each replicate gives every subject new random effects η ~ N(0, Ω) (with its own covariates and doses)
+drawn from the replicate's own stream (seed, replicate), solves all subjects of a chunk of replicates
+(all of them, in one process; a few per task on a Dask cluster) in one call of the compiled batch
+solver, adds residual error at the observed times, and censors values below the limit of
+quantification. Per observable, times are split into bins holding about the same number of
+observations (bin edges between distinct times). In
 each bin the observed 5th/50th/95th percentiles are set against the 90% interval (by default) of the
 same percentiles over the replicates.
 
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import CartkinError
+from ...execution import InProcess, chunks_for, executor, spread
 from .fit_file import LoadedFit, load_fit
 from .model import PopulationModel
 from .results import PopulationEstimates, PopulationResult
@@ -87,27 +90,45 @@ def _below(value: float, limit: float) -> bool:
     return bool(math.isfinite(limit) and value <= limit * (1 + 1e-12))
 
 
-def simulate_design(pm: PopulationModel, estimates: PopulationEstimates, replicates: int,
-                    rng: np.random.Generator, max_redraws: int = 20):
-    """Replicates of the observed design: (simulated values replicates × observations, the design of one
-    replicate, usable replicate-subject rows). Random effects outside a parameter's bounds are redrawn."""
+def simulate_design(pm: PopulationModel, estimates: PopulationEstimates, replicates: int, seed: int,
+                    first: int = 0, max_redraws: int = 20):
+    """Replicates first, ..., first + replicates - 1 of the observed design: (simulated values replicates ×
+    observations, the design of one replicate, usable replicate-subject rows). Replicate r draws its
+    random effects, then its residual errors, from its own stream (seed, r), so any split of the
+    replicates into chunks gives the same numbers. Random effects outside a parameter's bounds are redrawn."""
     n, q = pm.data.n_subjects, pm.n_parameters
     rows = np.tile(np.arange(n), replicates)
     design = pm.design(rows)
     chol = np.linalg.cholesky(estimates.omega)
-    mean = pm.mean_phi(estimates.fixed_effects, rows)
-    phi = mean + rng.standard_normal((rows.size, q)) @ chol.T
+    mean = pm.mean_phi(estimates.fixed_effects, np.arange(n))
+    rngs = [np.random.default_rng([int(seed), first + r]) for r in range(replicates)]
+    phi = np.concatenate([mean + rng.standard_normal((n, q)) @ chol.T for rng in rngs]) if replicates \
+        else np.empty((0, q))
     for _ in range(max_redraws):
         _, inside = pm.parameter_matrix(phi, rows)
         if inside.all():
             break
-        bad = ~inside
-        phi[bad] = mean[bad] + rng.standard_normal((int(bad.sum()), q)) @ chol.T
+        bad = ~inside.reshape(replicates, n)
+        for r in np.flatnonzero(bad.any(axis=1)):
+            block = phi[r * n:(r + 1) * n]
+            block[bad[r]] = mean[bad[r]] + rngs[r].standard_normal((int(bad[r].sum()), q)) @ chol.T
     pred, ok = design.predict(phi)
-    y = pm.error_model.sample(pred, pm.sigma_per_observation(estimates.sigma, design.slot), rng)
+    sigmas = pm.sigma_per_observation(estimates.sigma, design.slot)
+    y = np.empty_like(pred)
+    for r, rng in enumerate(rngs):
+        obs = slice(design.starts[r * n], design.starts[(r + 1) * n])
+        y[obs] = pm.error_model.sample(pred[obs], sigmas[:, obs], rng)
     y[np.repeat(~ok, np.diff(design.starts))] = np.nan
     one = pm.design(np.arange(n))
     return y.reshape(replicates, one.y.size), one, ok.reshape(replicates, n)
+
+
+def _replicates(shared: tuple, chunk: tuple[int, int], progress=None):
+    """Replicates first, ..., first + count - 1 (in this process or on a worker): simulated values, usable rows."""
+    pm, estimates, seed = shared
+    first, count = chunk
+    sim, _, ok = simulate_design(pm, estimates, count, seed, first)
+    return sim, ok
 
 
 def time_bins(times: np.ndarray, n_bins: int | None = None) -> np.ndarray:
@@ -132,8 +153,13 @@ def time_bins(times: np.ndarray, n_bins: int | None = None) -> np.ndarray:
 
 
 def vpc(fit, replicates: int = 200, prediction_corrected: bool = False, seed: int = 0,
-        n_bins: int | None = None, interval: float = 0.9) -> VpcResult:
-    """Visual predictive check of a population fit (a `PopulationResult`, `LoadedFit` or fit folder)."""
+        n_bins: int | None = None, interval: float = 0.9, client=None, chunk_size: int | None = None) -> VpcResult:
+    """Visual predictive check of a population fit (a `PopulationResult`, `LoadedFit` or fit folder).
+
+    client: a `distributed.Client` to simulate chunks of replicates on a Dask cluster (each replicate
+    draws from its own stream (seed, replicate), so the check is the same as in one process), or None
+    for `cartkin.execution.using`'s client, else this process. chunk_size: replicates per task (default:
+    all in this process, about four chunks per worker on a cluster)."""
     if isinstance(fit, (str, Path)):
         fit = load_fit(fit)
     if isinstance(fit, PopulationResult):
@@ -150,8 +176,19 @@ def vpc(fit, replicates: int = 200, prediction_corrected: bool = False, seed: in
         raise CartkinError(f"interval must be between 0.5 and 1, got {interval}")
     if n_bins is not None and (isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1):
         raise CartkinError(f"bins must be an integer >= 1, got {n_bins!r}")
-    rng = np.random.default_rng(seed)
-    sim, design, ok = simulate_design(pm, estimates, int(replicates), rng)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise CartkinError(f"seed must be an integer >= 0, got {seed!r}")
+    run = executor(client)
+    replicates = int(replicates)
+    if chunk_size is None:
+        chunk_size = replicates if isinstance(run, InProcess) else spread(replicates, run.workers, 1, replicates)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise CartkinError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    chunks, sizes = chunks_for(replicates, int(chunk_size))
+    parts = run.map(_replicates, (pm, estimates, int(seed)), chunks, sizes)
+    sim = np.concatenate([p[0] for p in parts])
+    ok = np.concatenate([p[1] for p in parts])
+    design = pm.design(np.arange(pm.data.n_subjects))
     pred, _ = design.predict(pm.mean_phi(estimates.fixed_effects))
     checks = []
     for j, name in enumerate(pm.observables):
