@@ -1,16 +1,13 @@
-"""How the built-in il10 defaults compare with the published reference figures of ../shared/MODEL.md.
+"""How the calibrated built-in scenarios compare with the published reference figures of ../shared/MODEL.md.
 
     python examples/reference_figures.py [-n 1000]
 
-The default scenario's virtual patients get a conventional product (armored = 0) at a label-like
-1 x 10^6 cells/kg; exposure is read as car_copies (copies/µg gDNA, MODEL.md's conversion) with a qPCR
-quantification limit of 50 copies/µg (an assumption, for Tlast and the half-life). Printed beside the
-tisagenlecleucel label figures for paediatric/young-adult B-ALL (responders / non-responders), and the
-IL-10 product at 0.1 x 10^6 cells/kg beside the META 10-19 response rate. Geometric means for Cmax and
-AUC (as the label), medians for Tmax, half-life and Tlast.
-
-This is a check of the model's defaults, not a fit: a large gap says the defaults need calibration
-before the regimen comparison can be read quantitatively.
+The built-in `eliana` scenario's virtual patients (ELIANA-like children and young adults, ELIANA's
+doses, conventional product) are read as car_copies (copies/µg gDNA, the calibrated conversion c_copies)
+with a qPCR quantification limit of 50 copies/µg (an assumption, for Tlast and the half-life), beside the
+tisagenlecleucel label figures for paediatric/young-adult B-ALL (responders / non-responders); the
+built-in `meta10-19` IL-10 product at 0.1 x 10^6 cells/kg beside the META 10-19 response rate. Geometric
+means for Cmax and AUC (as the label), medians for Tmax, half-life and Tlast.
 """
 from __future__ import annotations
 
@@ -29,15 +26,14 @@ LABEL = {  # MODEL.md "Reference figures": tisagenlecleucel label, qPCR
 LLOQ = 50.0  # copies/µg gDNA (assumed)
 
 
-def scenario(n: int) -> cartkin.Scenario:
-    data = tomllib.loads(builtin_text("meta10-19"))
-    data.pop("trial")  # the population only, no trial replicates
+def scenario(name: str, n: int, arms=None) -> cartkin.Scenario:
+    data = tomllib.loads(builtin_text(name))
+    data.pop("trial", None)  # the population only, no trial replicates
     data["population"]["n"] = n
+    data["population"].pop("uncertainty", None)  # the point estimates (draws are for trial replicates)
     data["outcomes"]["exposure"] = {"observable": "car_copies", "limit": LLOQ}
-    data["arms"] = [
-        {"name": "conventional 1e6/kg", "parameters": {"armored": 0}, "regimen": {"dose_per_kg": 1e6}},
-        {"name": "IL-10 0.1e6/kg", "parameters": {"armored": 1}, "regimen": {"dose_per_kg": 0.1e6}},
-    ]
+    if arms is not None:
+        data["arms"] = arms
     return cartkin.Scenario.from_dict(data)
 
 
@@ -61,13 +57,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="virtual patients (default 1000)")
     args = parser.parse_args()
-    result = cartkin.compare(scenario(args.n), progress=False)
-    conventional, il10 = result.arms
+    conventional = cartkin.compare(scenario("eliana", args.n), progress=False).arms[0]
+    il10 = cartkin.compare(scenario("meta10-19", args.n, [{"name": "IL-10 0.1e6/kg", "parameters": {"armored": 1},
+                                                           "regimen": {"dose_per_kg": 0.1e6}}]), progress=False).arms[0]
     o = conventional.outcomes
     responded = o["response"] == 1
     horizon = float(conventional.times[-1])
-    print(f"il10 defaults (first-pass tuning, see README), conventional product at 1e6 cells/kg, {args.n} virtual patients of the "
-          f"default scenario; exposure car_copies, LLOQ {LLOQ:g} copies/µg\n")
+    print(f"built-in eliana (calibrated), conventional product at ELIANA's doses, {args.n} virtual patients; exposure "
+          f"car_copies, LLOQ {LLOQ:g} copies/µg\n")
     print("| group | N | Cmax copies/µg | Tmax d | AUC0–28 copies/µg·d | half-life d (to d84) | Tlast d |")
     print("|---|---|---|---|---|---|---|")
     for group, label in (("responders", responded), ("non-responders", ~responded & conventional.ok)):
@@ -81,7 +78,7 @@ def main() -> None:
               f"{median(o['tmax'][label]):.1f} | {geometric_mean(o['auc_0_28'][label]):,.0f} | "
               f"{median(o['half_life'][label]):.1f} | {tlast(o['tlast'][label], horizon)} |")
     rate = 100 * np.nanmean(il10.outcomes["response"][il10.ok])
-    print(f"\nDay-28 response: conventional 1e6/kg {100 * np.nanmean(o['response'][conventional.ok]):.1f}% "
+    print(f"\nDay-28 response: eliana {100 * np.nanmean(o['response'][conventional.ok]):.1f}% "
           f"(label PK population: 80 of 91 responders); IL-10 0.1e6/kg {rate:.1f}% (META 10-19: 12/12).")
 
 
