@@ -1,14 +1,8 @@
 """Dormand–Prince 5(4): adaptive explicit Runge–Kutta with 4th-order dense output.
 
 Coefficients are those of Dormand & Prince (1980) as in Hairer's DOPRI5 and scipy's RK45. Stiffness
-is detected in two ways, either of which lets method="auto" hand the problem to the Rosenbrock solver:
-- Hairer's test (the step's estimate of h*|lambda| from its last two stages exceeds 3.25 fifteen times);
-- every RADIUS_EVERY accepted steps, the spectral radius of the model's analytic Jacobian, estimated by
-  RADIUS_ITERATIONS power iterations, times h exceeds RADIUS_BOUND on RADIUS_HITS checks in a row.
-The second test exists because Hairer's estimate is a Rayleigh quotient along one difference vector: when
-a fast linear clearance (il10's IL-10, k_I 4.68/day) shares that vector with slow, large states, the
-estimate stays near 2.5 (or 0.05) while h*|lambda| sits at dopri5's stability limit (~3.3), and a
-one-year il10 subject took ~500 stability-limited steps after day 40 without ever switching.
+is detected as in Hairer's code (the step's estimate of h*|lambda| exceeds 3.25 fifteen times), which
+lets method="auto" hand stiff problems to the Rosenbrock solver.
 
 `advance` has the signature every method shares; see `cartkin.solve.driver.integrate`.
 """
@@ -18,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from .. import status
-from ..common import N_ACCEPTED, N_JAC, N_REJECTED, N_RHS, N_STEPS, all_finite, error_norm, initial_step, negative_state
+from ..common import N_ACCEPTED, N_REJECTED, N_RHS, N_STEPS, all_finite, error_norm, initial_step, negative_state
 
 ORDER = 5
 
@@ -40,43 +34,6 @@ P41, P42, P43 = -1754552775.0 / 470086768.0, 14199869525.0 / 1410260304.0, -1069
 P51, P52, P53 = 127303824393.0 / 49829197408.0, -318862633887.0 / 49829197408.0, 701980252875.0 / 199316789632.0
 P61, P62, P63 = -282668133.0 / 205662961.0, 2019193451.0 / 616988883.0, -1453857185.0 / 822651844.0
 P71, P72, P73 = 40617522.0 / 29380423.0, -110615467.0 / 29380423.0, 69997945.0 / 29380423.0
-
-# the Jacobian stiffness test (see the module docstring). dopri5's stability region reaches ~3.3 on the
-# negative real axis; a step held at RADIUS_BOUND or more of it is limited by stability, not accuracy.
-RADIUS_EVERY = 16
-RADIUS_ITERATIONS = 8
-RADIUS_BOUND = 2.5
-RADIUS_HITS = 2
-
-
-@njit(error_model="numpy")
-def _spectral_radius(J, y, rtol, atol, v, w):
-    """Estimate of the largest |eigenvalue| of J by power iteration, started from the tolerance vector
-    atol + rtol |y| and measured in the norm that scales each state by it (the error norm's scaling)."""
-    n = y.size
-    for i in range(n):
-        v[i] = 1.0
-    rho = 0.0
-    for _ in range(RADIUS_ITERATIONS):
-        # w = D^-1 J D v, D = diag(atol + rtol |y|): the same eigenvalues as J
-        s = 0.0
-        for i in range(n):
-            acc = 0.0
-            for j in range(n):
-                acc += J[i, j] * (atol + rtol * abs(y[j])) * v[j]
-            acc /= atol + rtol * abs(y[i])
-            w[i] = acc
-            s += acc * acc
-        s = math.sqrt(s)
-        if not (s > 0.0) or not math.isfinite(s):
-            return 0.0
-        norm_v = 0.0
-        for i in range(n):
-            norm_v += v[i] * v[i]
-        rho = s / math.sqrt(norm_v)
-        for i in range(n):
-            v[i] = w[i] / s
-    return rho
 
 
 @njit(error_model="numpy")
@@ -103,16 +60,13 @@ def advance(functions, t, t_end, y, p, ts, h, options, t_out, k, out, counters, 
     mask, running peak of each state).
     Returns (status, t reached, suggested next step, next output index).
     """
-    rhs, jac = functions[0], functions[1]
+    rhs = functions[0]
     rtol, atol, max_steps, nonnegative, peak = options
     n = y.size
     K = np.empty((7, n))
     y_new = np.empty(n)
     y_stage = np.empty(n)
     err = np.empty(n)
-    J = np.empty((n, n))
-    v = np.empty(n)
-    w = np.empty(n)
     rhs(t, y, p, ts, K[0])
     counters[N_RHS] += 1
     if not all_finite(K[0]):
@@ -122,8 +76,6 @@ def advance(functions, t, t_end, y, p, ts, h, options, t_out, k, out, counters, 
     h_min_factor = 1e-14
     n_stiff = 0
     n_nonstiff = 0
-    n_checked = 0
-    n_radius = 0
     log_err_prev = math.log(1e-4)
     rejected_last = False
     while t < t_end:
@@ -197,17 +149,6 @@ def advance(functions, t, t_end, y, p, ts, h, options, t_out, k, out, counters, 
                     n_nonstiff += 1
                     if n_nonstiff == 6:
                         n_stiff = 0
-                n_checked += 1
-                if n_checked % RADIUS_EVERY == 0:
-                    jac(t_new, y_new, p, ts, J)
-                    counters[N_JAC] += 1
-                    if h * _spectral_radius(J, y_new, rtol, atol, v, w) > RADIUS_BOUND:
-                        n_radius += 1
-                        if n_radius == RADIUS_HITS:
-                            y[:] = y_new
-                            return status.STIFF, t_new, h, k
-                    else:
-                        n_radius = 0
             t = t_new
             y[:] = y_new
             K[0, :] = K[6]
