@@ -114,7 +114,11 @@ def test_calibration_recovers_known_typical_values(tmp_path):
 
 
 def test_written_calibration_is_a_scenario_compare_runs(tmp_path):
+    """calibrated.toml and its draws are read back as a scenario; a profile over a scale of rho peaks at
+    the calibrated value (scale 1) and gives each count target's probability at every scale."""
     path = _synthetic_targets(tmp_path, n_target=200)
+    path.write_text(path.read_text().replace("rounds = 3", "rounds = 3\n\n[calibration.profile]\n"
+                                             "parameters = [\"rho\"]\nscales = [0.5, 1, 2]\nsize = 400", 1))
     out = tmp_path / "out"
     assert main(["calibrate", str(path), "-o", str(out), "--no-plots"]) == 0
     for name in ("targets.csv", "estimates.csv", "calibrated.toml", "calibrated_draws.csv"):
@@ -125,6 +129,12 @@ def test_written_calibration_is_a_scenario_compare_runs(tmp_path):
     assert scenario.population.typical["rho"] != 1.0
     rows = (out / "targets.csv").read_text().splitlines()
     assert len(rows) == 6 and rows[0].startswith("target,arms,statistic,source")
+    profile = (out / "profile.csv").read_text().splitlines()
+    header = profile[0].split(",")
+    loglik = [float(line.split(",")[1]) for line in profile[1:]]
+    assert header[:2] == ["scale", "log_likelihood"] and len(loglik) == 3
+    assert loglik[1] == max(loglik)
+    assert any(h.startswith('"P(x = ') or h.startswith("P(x = ") for h in header)
 
 
 def test_a_failed_calibration_is_reported_as_not_converged(tmp_path):

@@ -155,7 +155,6 @@ class _Proposal:
         self.mean_q, self.omega_q = self._moments(model, scenario.population.typical, scenario.population.variability_cv)
         self.model = model
         self.log_q = [self._log_density(x, self.mean_q, self.omega_q) for x in self.logx]
-        self.n_failed = [int(np.sum(~np.isfinite(d.get("response", np.zeros(1))))) for d in self.data]
 
     def _moments(self, model, typical: dict, cv: dict):
         mean = np.array([math.log(typical.get(q, model.parameter(q).default)) for q in self.names])
@@ -416,8 +415,13 @@ def _profile(targets: Targets, typical: dict, cv: dict, client=None):
         for p in prof.parameters:
             moved[p] = min(s * centre[p], model.parameter(p).upper)
         sims, _ = _plain(targets, moved, cv, prof.size, targets.seed + 2, client)
-        rows.append({"scale": s, "log_likelihood": _log_likelihood(targets, sims),
-                     **{f"{t.statistic} [{', '.join(t.arms)}]": sim.value for t, sim in zip(targets.targets, sims)}})
+        row = {"scale": s, "log_likelihood": _log_likelihood(targets, sims)}
+        for t, sim in zip(targets.targets, sims):
+            name = f"{t.statistic} [{', '.join(t.arms)}]"
+            row[name] = sim.value
+            if t.kind == "pct" and t.count is not None:  # how often a trial of n gives the observed count
+                row[f"P(x = {t.count:g} of {t.n:g}) {name}"] = st.binomial_probability(t, sim)
+        rows.append(row)
     ll = np.array([r["log_likelihood"] for r in rows])
     inside = np.flatnonzero(2 * (ll.max() - ll) <= 3.841)
     low, high = prof.scales[inside[0]], prof.scales[inside[-1]]

@@ -145,3 +145,11 @@ def agreement(target: Target, sim: Simulated) -> tuple[float, float]:
     var = (factor * sd) ** 2 / target.n + sim.se ** 2
     z = (math.log(target.value) - math.log(sim.value)) / math.sqrt(var)
     return z, float(2 * stats.norm.sf(abs(z)))
+
+
+def binomial_probability(target: Target, sim: Simulated) -> float:
+    """Probability that a trial of the target's n patients gives exactly its observed count at the simulated
+    rate (e.g. P(12 of 12))."""
+    if not math.isfinite(sim.value):
+        return math.nan
+    return float(stats.binom.pmf(round(target.value / 100.0 * target.n), round(target.n), sim.value / 100.0))

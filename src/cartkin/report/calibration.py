@@ -130,6 +130,7 @@ def calibration_figure(result, path: Path) -> Path:
     """Each target: the observed value with its 95% interval and the simulated value with its Monte-Carlo
     interval, as a ratio to the observed value (log scale)."""
     from .plots import _save, plt
+    import matplotlib.ticker
     rows = result.rows
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
     for i, r in enumerate(rows):
@@ -143,12 +144,15 @@ def calibration_figure(result, path: Path) -> Path:
                 ax.plot([max(r.simulated_low, 1e-12) / v, r.simulated_high / v], [y - 0.12] * 2, color=colour, lw=2)
                 ax.plot([r.simulated / v], [y - 0.12], "D", color=colour, ms=5)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"{r.target.label or r.target.statistic} ({', '.join(r.target.arms)})"[:60]
-                        for r in reversed(rows)], fontsize=7)
+    several = len(result.targets.arms) > 1
+    ax.set_yticklabels([(r.target.label or r.target.statistic)[:70]
+                        + (f"\n({', '.join(r.target.arms)})" if several else "") for r in reversed(rows)], fontsize=7)
     ax.set_xscale("log")
     ax.axvline(1.0, color="0.7", lw=0.8)
-    ax.set_xlabel("value / observed (grey: observed 95% interval; blue inside, red outside: simulated with "
-                  "Monte-Carlo 95% interval)", fontsize=7)
+    ax.set_xlabel("value / observed value\ngrey: observed 95% interval; blue (inside it) or red (outside): "
+                  "simulated, Monte-Carlo 95% interval", fontsize=7)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_title(f"{result.targets.name}: {'converged' if result.converged else 'not converged'}", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
