@@ -7,8 +7,11 @@ For each file (Data_CR.csv: 14 patients in continuous remission, Data_NR.csv: 7 
 
 * liu2022 on CAR T (DVID 1 -> nTA) and leukaemia (DVID 2 -> nB), Reg -> nB0;
 * liu2022 on the CAR T rows only (DVID 2 skipped), the like-for-like comparison with il10;
-* il10 on the CAR T rows (DVID 1 -> car_blood), Reg -> L0, a conventional product (armored = 0) given as
-  1e6 cells/kg on day 0 (the data carry no doses; see the README for the choice).
+* il10 on CAR T (DVID 1 -> car_blood) and leukaemia (DVID 2 -> leukaemia, the CD19+ cells L: the same blast
+  relation as liu2022's nB, so the same units), Reg -> L0, a conventional product (armored = 0) with a
+  nominal day-0 dose of 1e8 cells/kg whose blood fraction f_blood is estimated per patient (the files carry
+  no doses; only f_blood x dose matters, and 1e8 keeps f_blood <= 1 from binding), maximum a posteriori
+  with the priors IL10_PRIORS (see the README).
 
 All fits: per-patient maximum likelihood, proportional error with one residual SD per observable pooled
 over the file's patients, values <= 0.2 censored (M3). Prints a Markdown table (patients, converged, fits
@@ -37,8 +40,13 @@ from cartkin.stats.error_models import ProportionalError  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = {"time": "TIME", "y": "DV", "y_ID": "DVID"}
 LIU_FREE = ("rTA0", "lTA0", "eBp", "nTN0")          # ka fixed at its published 0.65/d (see the README)
-IL10_FREE = ("rho", "kappa", "delta_E")              # k_exh fixed at its default 0.05/d (see the README)
-IL10_DOSE = 1e6                                      # cells/kg on day 0
+IL10_FREE = ("rho", "kappa", "delta_E")              # the CAR-T-only free sets (--free-sets)
+IL10_DOSE = 1e6                                      # cells/kg on day 0, CAR-T-only fits
+IL10_MAP_FREE = ("rho", "kappa", "delta_E", "f_blood")
+IL10_MAP_DOSE = 1e8                                  # nominal cells/kg on day 0: f_blood x dose is what is fitted
+# log-normal priors (median, SD of the log): rho and delta_E around il10's defaults (Stein 2019's rates),
+# kappa and f_blood around the il10 population fit (SAEM) of these 21 patients, wide
+IL10_PRIORS = {"rho": (1.0, 0.5), "kappa": (2.5, 1.5), "delta_E": (0.2, 0.5), "f_blood": (0.005, 2.0)}
 IL10_FREE_SETS = (("rho", "delta_E"), IL10_FREE, ("rho", "kappa", "k_exh", "delta_E"))
 
 
@@ -54,12 +62,14 @@ def fits_for(path: Path, il10_free=IL10_FREE) -> dict:
     floor = dict(censor_floor=0.2, column_map=COLUMNS)
     liu_both = read_data(path, "liu2022", dvid_map={1: "nTA", 2: "nB"}, covariates={"Reg": "nB0"}, **floor)
     liu_car = read_data(path, "liu2022", dvid_map={1: "nTA", 2: "skip"}, covariates={"Reg": "nB0"}, **floor)
-    il10_car = read_data(path, "il10", dvid_map={1: "car_blood", 2: "skip"}, covariates={"Reg": "L0"}, **floor)
-    il10 = dict(fix={"armored": 0}, regimen=cartkin.Regimen.single(dose_per_kg=IL10_DOSE))
+    il10_both = read_data(path, "il10", dvid_map={1: "car_blood", 2: "leukaemia"}, covariates={"Reg": "L0"},
+                          **floor)
+    il10 = dict(fix={"armored": 0}, regimen=cartkin.Regimen.single(dose_per_kg=IL10_MAP_DOSE))
     return {
         "liu2022": timed(model="liu2022", data=liu_both, estimate=LIU_FREE, pooled_sigma=True),
         "liu2022 (CAR T only)": timed(model="liu2022", data=liu_car, estimate=LIU_FREE, pooled_sigma=True),
-        "il10 (CAR T only)": timed(model="il10", data=il10_car, estimate=il10_free, pooled_sigma=True, **il10),
+        "il10 (MAP)": timed(model="il10", data=il10_both, estimate=IL10_MAP_FREE, pooled_sigma=True,
+                            priors=IL10_PRIORS, starts=2, **il10),
     }
 
 
@@ -79,7 +89,7 @@ def log10_rmse(result) -> dict[str, float]:
 
 
 def car_t_part(result, observable="nTA") -> float:
-    """−log L of the CAR T observations alone at a joint fit's estimates and pooled SD."""
+    """−log L of one observable's observations (CAR T by default) at a fit's estimates and pooled SD."""
     k = result.model.observables.index(observable)
     log_sigma = math.log(dict((n, v) for n, v, _ in result.pooled_sigma)[f"sigma_{observable}"])
     total = 0.0
@@ -92,14 +102,21 @@ def car_t_part(result, observable="nTA") -> float:
     return total
 
 
+def neg_log_likelihood(result) -> float:
+    """−log L of all observations at the fit's estimates and pooled SDs (for a MAP fit: without the priors,
+    so its AIC compares with the maximum-likelihood fits'; the priors make it a little optimistic)."""
+    return sum(car_t_part(result, name) for name in result.problem.observables)
+
+
 def summary_row(name: str, label: str, result, seconds: float) -> dict:
     rmse = log10_rmse(result)
     car = "nTA" if "nTA" in rmse else "car_blood"
     return {"file": name, "fit": label, "patients": len(result.fits),
             "converged": sum(f.converged for f in result.fits),
             "warned": sum(bool(f.warnings) for f in result.fits),
-            "rmse_car": rmse[car], "rmse_leuk": rmse.get("nB", math.nan),
-            "objective": result.objective, "parameters": result.n_parameters, "aic": result.aic,
+            "rmse_car": rmse[car], "rmse_leuk": rmse.get("nB", rmse.get("leukaemia", math.nan)),
+            "objective": neg_log_likelihood(result), "parameters": result.n_parameters,
+            "aic": 2 * neg_log_likelihood(result) + 2 * result.n_parameters,
             "seconds": seconds}
 
 
@@ -115,12 +132,12 @@ def markdown(rows) -> str:
 
 def figure(results: dict, path: Path) -> Path:
     """One panel per CR patient: CAR T and leukaemia data, liu2022 (joint fit) and il10 curves."""
-    liu, il10 = results["liu2022"], results["il10 (CAR T only)"]
+    liu, il10 = results["liu2022"], results["il10 (MAP)"]
     n = len(liu.fits)
     cols = 4
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows + 0.8), squeeze=False, sharey=True)
-    regimen = cartkin.Regimen.single(dose_per_kg=IL10_DOSE)
+    regimen = cartkin.Regimen.single(dose_per_kg=IL10_MAP_DOSE)
     for ax, f_liu, f_il10, subject in zip(axes.flat, liu.fits, il10.fits, liu.data.subjects):
         grid = np.linspace(0.0, max(subject.times.max() * 1.05, 30.0), 300)
         for k, (obs, colour) in enumerate((("nTA", "#2166ac"), ("nB", "#d6604d"))):
@@ -133,7 +150,8 @@ def figure(results: dict, path: Path) -> Path:
             ax.plot(grid, sim.observable(obs), color=colour, lw=1.3,
                     label="liu2022 fit" if k == 0 else None)
         sim = cartkin.simulate(il10.model, regimen, grid, dict(zip(il10.model.parameter_names, f_il10.parameters)))
-        ax.plot(grid, sim.observable("car_blood"), "--", color="#4d4d4d", lw=1.3, label="il10 fit (CAR T)")
+        ax.plot(grid, sim.observable("car_blood"), "--", color="#2166ac", lw=1.3, label="il10 fit")
+        ax.plot(grid, sim.observable("leukaemia"), "--", color="#d6604d", lw=1.3)
         ax.set_yscale("log")
         ax.set_ylim(0.05, 1e6)
         flag = "" if f_liu.converged and f_il10.converged else " (not converged)"
@@ -150,7 +168,7 @@ def figure(results: dict, path: Path) -> Path:
     labels.append("below the 0.2 floor (censored)")
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
     fig.suptitle("Liu 2022 complete-remission patients: data (● observed, ▽ below 0.2), liu2022 fitted to CAR T "
-                 "and leukaemia (solid), il10 fitted to CAR T (dashed)", fontsize=10)
+                 "and leukaemia (solid), il10 (dashed, maximum a posteriori)", fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

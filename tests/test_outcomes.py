@@ -21,8 +21,8 @@ HEAD = DEFAULT[:DEFAULT.index("[outcomes")]
 ARMS = DEFAULT[DEFAULT.index("[[arms]]"):DEFAULT.index("[trial]")]  # without the trial replicates (slow)
 
 FLAT = """[outcomes]
-exposure = "car_blood"
-limit = 0.1
+exposure = "car_copies"
+limit = 50
 response_day = 28
 response_threshold = 5.0
 mrd_threshold = 0.01
@@ -48,7 +48,7 @@ def test_the_built_in_scenario_lists_its_outcomes_as_tables():
 
 def test_older_flat_keys_give_the_same_outcomes_as_the_tables():
     assert scenario_with(FLAT).outcomes == default_scenario().outcomes
-    changed = scenario_with(FLAT.replace("limit = 0.1", "limit = 0.5").replace('exposure = "car_blood"',
+    changed = scenario_with(FLAT.replace("limit = 50", "limit = 0.5").replace('exposure = "car_copies"',
                                                                                 'exposure = "E"'))
     assert changed.outcomes.get("exposure") == registry.ExposureSettings(observable="E", limit=0.5)
     no_blast = scenario_with('[outcomes]\nblast = ""\n').outcomes

@@ -546,10 +546,16 @@ def _population_from_fit(text: str, base: Path | None, model: Model, key: str) -
 
 
 def _resolve(path: str, base: Path | None) -> Path:
-    """A relative path is looked up next to the scenario file first, then in the working folder."""
+    """A relative path is looked up next to the scenario file first, then in the working folder, then
+    among the built-in scenarios' files (so a copy of a built-in, `cartkin scenario meta10-19 > my.toml`,
+    still finds its calibration draws)."""
     p = Path(path)
-    if not p.is_absolute() and base is not None and (base / p).exists():
+    if p.is_absolute():
+        return p
+    if base is not None and (base / p).exists():
         return base / p
+    if not p.exists() and (_builtin_folder() / p).is_file():
+        return _builtin_folder() / p
     return p
 
 
