@@ -8,8 +8,8 @@ infusion). 365 days, 30 output times, `simulate_batch` on one numba thread, medi
 Besides wall time it reports the calling thread's CPU time (`time.thread_time`; with one numba thread
 the batch kernel runs on the calling thread): on a shared machine the wall time counts the waits for a
 core, the CPU time does not. Steps: mean attempted, accepted, rejected, RHS and Jacobian evaluations
-per subject (cartkin.solve.common's counters; dopri5's stiffness check and every rodas step evaluate a
-Jacobian). Uses only the public API, so the same script measures
+per subject (cartkin.solve.common's counters; every Rodas4 step evaluates one Jacobian, so a model with
+none never switched). Uses only the public API, so the same script measures
 any checkout (PYTHONPATH=that/src).
 """
 from __future__ import annotations
