@@ -103,7 +103,8 @@ parameters = (
       "(Teachey 2016: tens–hundreds in mild, thousands in severe CRS)"),
     P("k_C", 3.96, "1/d", "IL-6 elimination", "Hardiansyah & Ng 2019"),
     P("C_base", 3.0, "pg/mL", "baseline IL-6", "assumption"),
-    P("c_copies", 2000.0, "(copies/µg)/(cells/µL)", "qPCR copies per CAR T cell/µL", "Singh 2021 conversion"),
+    P("c_copies", 2000.0, "(copies/µg)/(cells/µL)", "qPCR copies per CAR T cell/µL", "Singh 2021 conversion; "
+      "the ELIANA calibration gives ~1300 (the built-in scenarios use it)"),
     P("WT", 70.0, "kg", "body weight (converts flat doses to per-kg)", "per patient", covariate=True),
     P("f_neg", 1e-13, "-", "CD19-negative fraction of the baseline leukaemia", "assumption, first-pass "
       "tuning: an expected value (≲1 cell in 1e11–1e12 leukaemic cells), so that about a third of "
@@ -112,7 +113,7 @@ parameters = (
     P("m_auto", 0.5, "-", "autocrine IL-10 effect: the part of the effect an IL-10-secreting cell has from its "
       "own IL-10, whatever the plasma level (0 = plasma IL-10 only, MODEL.md)", "hypothesis from Zhao et al. "
       "2024, Nat Biotechnol, doi:10.1038/s41587-023-02060-8 (IL-10 CAR T cells: cell-intrinsic metabolic fitness, resisting "
-      "dysfunction); value to be calibrated to META 10-19", upper=1.0),
+      "dysfunction); 0.5 is an assumption, held fixed in the META 10-19 calibration (a fraction: see README)", upper=1.0),
     P("K_C", 1e6, "cells/µL/d", "kill rate of half-maximal IL-6 release (release saturates: the myeloid "
       "cells that make IL-6 have a finite capacity)", "assumption; the default is effectively linear (MODEL.md), "
       "calibrated values compress IL-6 peaks between low and high leukaemic burdens", lower=1.0),
