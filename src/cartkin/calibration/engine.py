@@ -142,7 +142,7 @@ class _Proposal:
         scenario = None
         for k in range(len(targets.arms)):
             scenario = targets.scenario((k,), targets.proposal_size, seed, typical, proposal_cv)
-            result = compare(scenario, client=client)
+            result = compare(scenario, client=client, trials=False)
             arm = result.arms[0]
             self.data.append({name: np.asarray(v, dtype=float) for name, v in arm.outcomes.items()})
             spec = scenario.population
@@ -388,7 +388,7 @@ def _plain(targets: Targets, typical: dict, cv: dict, n: int, seed: int, client=
     """Target statistics of a plain simulation (equal weights) of each arm."""
     data = []
     for k in range(len(targets.arms)):
-        result = compare(targets.scenario((k,), n, seed, typical, cv), client=client)
+        result = compare(targets.scenario((k,), n, seed, typical, cv), client=client, trials=False)
         data.append({name: np.asarray(v, dtype=float) for name, v in result.arms[0].outcomes.items()})
     weights = [np.ones(next(iter(d.values())).size) for d in data]
     sims = _statistics(targets, targets.arm_names, data, weights)
