@@ -81,7 +81,9 @@ def test_matches_scipy_radau_at_default_tolerance(references, name, method):
     model, P, times, refs = references[name]
     res = cartkin.simulate_batch(model, regimen_for(model), times, P, method=method)
     assert res.ok.all(), res.failures()
-    assert relative_error(res.states, refs, 1e-6, 1e-9) <= 1e-4
+    # global error at rtol 1e-6: up to ~150 x rtol for il10 (1.5e-4 measured since the autocrine IL-10 and
+    # L_max 1e5 widened its dynamic range; 1e-4 before), a bound of 200 x rtol
+    assert relative_error(res.states, refs, 1e-6, 1e-9) <= 2e-4
 
 
 def test_single_simulation_equals_batch_row(references):
