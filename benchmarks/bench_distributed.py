@@ -90,7 +90,9 @@ def main() -> None:
                 assert same(expected, got)
                 print(f"run {_ + 1}: threads {threaded_runs[-1]:.2f} s, cluster {cluster_runs[-1]:.2f} s "
                       f"(1-min load {loads[-2]:.2f}, {loads[-1]:.2f})", flush=True)
-        threaded, distributed_wall = float(np.median(threaded_runs)), float(np.median(cluster_runs))
+        if not args.repeat:  # --repeat 0 --kill: only the reference result for the run with a killed worker
+            wall, expected = timed(chunk_size=args.chunk)
+            print(f"reference: threads {wall:.2f} s (1-min load {os.getloadavg()[0]:.2f})", flush=True)
         chunks = [t for t in stream.data if t["key"].startswith("cartkin-summary_chunk")]
         killed = []
         if args.kill:  # one worker process dies (SIGKILL) once the first chunk is back: its chunks are redone
@@ -102,6 +104,9 @@ def main() -> None:
                     killed.append(done)
             kill_wall, after_kill = timed(chunk_size=args.chunk, client=client, progress=kill_once)
             kill_same = same(expected, after_kill)
+            print(f"one worker killed (SIGKILL) after {killed[0]:,} subjects were back: run took {kill_wall:.2f} s "
+                  f"(1-min load {os.getloadavg()[0]:.2f}), result identical to the threaded run: "
+                  f"{'yes' if kill_same else 'NO'}", flush=True)
             client.wait_for_workers(args.workers, timeout=120)
         # the cost of a chunk itself: many chunks of 8 subjects, wall time beyond their compute time
         tiny_n, tiny_chunk = 4096, 8
@@ -113,10 +118,6 @@ def main() -> None:
         tiny = [t for t in tiny_stream.data if t["key"].startswith("cartkin-summary_chunk")]
 
     runs = args.repeat
-    compute = [sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute") for t in chunks]
-    n_chunks = -(-args.n // args.chunk)
-    per_chunk = float(np.median(compute))
-    per_subject = sum(compute) / (runs * args.n)
     tiny_compute = sum(sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute")
                        for t in tiny)
     # wall time per chunk and worker beyond computing: scheduling, transfers, results on the client
@@ -124,6 +125,20 @@ def main() -> None:
     print(f"# cartkin {cartkin.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, after "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print(f"numba threads: {numba.get_num_threads()} in the threaded run, {sorted(set(task_threads))} in each "
+          f"task on a worker")
+    summary_bytes = sum(v.nbytes for v in expected.values.values()) + expected.codes.nbytes
+    print(f"summaries kept: {summary_bytes / args.n:.0f} bytes per subject ({summary_bytes / 1e6:.0f} MB); peak memory "
+          f"of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
+    print(f"overhead per chunk {overhead * 1e3:.1f} ms ({len(tiny)} chunks of {tiny_chunk} subjects in "
+          f"{tiny_wall:.2f} s)")
+    if not runs:
+        return
+    threaded, distributed_wall = float(np.median(threaded_runs)), float(np.median(cluster_runs))
+    compute = [sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute") for t in chunks]
+    n_chunks = -(-args.n // args.chunk)
+    per_chunk = float(np.median(compute))
+    per_subject = sum(compute) / (runs * args.n)
     print(f"\n{args.n} il10 subjects, 365 days, 30 times, chunks of {args.chunk} ({n_chunks}), median of {runs} "
           f"alternating runs (1-min load {min(loads):.2f}-{max(loads):.2f})\n")
     print("| run | wall s | subjects/s |")
@@ -131,18 +146,9 @@ def main() -> None:
     print(f"| threads in one process ({numba.get_num_threads()} threads) | {threaded:.2f} | {args.n / threaded:,.0f} |")
     print(f"| LocalCluster, {args.workers} processes x 1 thread | {distributed_wall:.2f} | "
           f"{args.n / distributed_wall:,.0f} |")
-    print(f"\nnumba threads: {numba.get_num_threads()} in the threaded run, {sorted(set(task_threads))} in each "
-          f"task on a worker")
-    print(f"ratio cluster / threaded: {distributed_wall / threaded:.2f} (identical results: yes)")
-    if killed:
-        print(f"one worker killed (SIGKILL) after {killed[0]:,} subjects were back: run took {kill_wall:.2f} s, "
-              f"result identical to the threaded run: {'yes' if kill_same else 'NO'}")
-    summary_bytes = sum(v.nbytes for v in expected.values.values()) + expected.codes.nbytes
-    print(f"summaries kept: {summary_bytes / args.n:.0f} bytes per subject ({summary_bytes / 1e6:.0f} MB); peak memory "
-          f"of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
+    print(f"\nratio cluster / threaded: {distributed_wall / threaded:.2f} (identical results: yes)")
     print(f"one chunk on a worker: {per_chunk:.2f} s (median of {len(compute)}), {per_subject * 1e6:.0f} µs per "
-          f"subject; overhead per chunk {overhead * 1e3:.1f} ms "
-          f"({len(tiny)} chunks of {tiny_chunk} subjects in {tiny_wall:.2f} s)")
+          f"subject")
     print("\nprojection for 1e8 subjects (chunks of {:,}):\n".format(args.chunk))
     print("| workers | wall |")
     print("|---:|---:|")

@@ -303,11 +303,11 @@ def test_population_fit_starts_and_vpc_on_a_cluster_equal_one_process(client, tm
     same check."""
     from cartkin.estimation import vpc
 
-    _, data = liu_data(8, seed=5)
+    _, data = liu_data(6, seed=5)
     csv = str(data.to_csv(tmp_path / "data.csv"))
     address = client.scheduler.address
     args = ["fit", csv, "--model", "liu2022", "--population", "--estimate", "rTA0,lTA0", "--iterations", "20,10",
-            "--starts", "2", "--seed", "1", "--vpc", "--replicates", "20", "--no-plots"]
+            "--chains", "2", "--starts", "2", "--seed", "1", "--vpc", "--replicates", "20", "--no-plots"]
     assert main(args + ["-o", str(tmp_path / "here")]) == 0
     assert main(args + ["-o", str(tmp_path / "cluster"), "--scheduler", address]) == 0
     for f in ("population.csv", "individuals.csv", "convergence.csv", "vpc.csv"):
