@@ -105,7 +105,7 @@ class DaskExecutor:
         results: list = [None] * len(futures)
         try:
             done = 0
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):  # not the default client: ours
                 i = position[future.key]
                 try:
                     results[i] = future.result()
