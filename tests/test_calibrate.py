@@ -180,7 +180,9 @@ def test_bad_targets_files_exit_2_with_one_line(tmp_path, capsys, edit, message)
     assert not (tmp_path / "out").exists()
 
 
-def test_shipped_targets_files_parse():
+def test_shipped_targets_files_parse(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "eliana").mkdir()  # an output folder of that name does not hide the shipped file
     for name in ("eliana", "meta10-19"):
         targets = Targets.from_toml(name)
         assert targets.targets and all(t.source for t in targets.targets)
