@@ -108,6 +108,8 @@ def test_calibration_recovers_known_typical_values(tmp_path):
     assert len(result.draws) == result.targets.draws
     draws = np.array([[d["rho"], d["kappa"]] for d in result.draws])
     assert abs(np.log(np.median(draws[:, 0]) / TRUE["rho"])) < 3 * result.estimates[0].se_log
+    import cartkin
+    assert [f.name for f in cartkin.plot(result, tmp_path / "figures")] == ["calibration.png"]
     # the same seed gives the same numbers
     again = calibrate(Targets.from_toml(tmp_path / "targets.toml"))
     assert [e.value for e in again.estimates] == [e.value for e in result.estimates]
