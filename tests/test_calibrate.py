@@ -108,6 +108,8 @@ def test_calibration_recovers_known_typical_values(tmp_path):
     assert len(result.draws) == result.targets.draws
     draws = np.array([[d["rho"], d["kappa"]] for d in result.draws])
     assert abs(np.log(np.median(draws[:, 0]) / TRUE["rho"])) < 3 * result.estimates[0].se_log
+    import cartkin
+    assert [f.name for f in cartkin.plot(result, tmp_path / "figures")] == ["calibration.png"]
     # the same seed gives the same numbers
     again = calibrate(Targets.from_toml(tmp_path / "targets.toml"))
     assert [e.value for e in again.estimates] == [e.value for e in result.estimates]
@@ -180,7 +182,9 @@ def test_bad_targets_files_exit_2_with_one_line(tmp_path, capsys, edit, message)
     assert not (tmp_path / "out").exists()
 
 
-def test_shipped_targets_files_parse():
+def test_shipped_targets_files_parse(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "eliana").mkdir()  # an output folder of that name does not hide the shipped file
     for name in ("eliana", "meta10-19"):
         targets = Targets.from_toml(name)
         assert targets.targets and all(t.source for t in targets.targets)

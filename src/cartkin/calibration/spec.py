@@ -141,7 +141,7 @@ def shipped_targets(name: str) -> str:
 
 
 def _read(path) -> tuple[str, str, str | None]:
-    if isinstance(path, str) and path in SHIPPED and not Path(path).exists():
+    if isinstance(path, str) and path in SHIPPED and not Path(path).is_file():
         return shipped_targets(path), f"{path}.toml", None
     p = Path(path)
     if not p.is_file():

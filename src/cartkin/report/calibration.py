@@ -127,32 +127,38 @@ def to_toml(data: Mapping, comments=()) -> str:
 # ---- figure --------------------------------------------------------------------------------------------
 
 def calibration_figure(result, path: Path) -> Path:
-    """Each target: the observed value with its 95% interval and the simulated value with its Monte-Carlo
-    interval, as a ratio to the observed value (log scale)."""
+    """One row per target: the observed value with its 95% interval (grey) and the calibrated population's
+    simulated value with its Monte-Carlo 95% interval (blue inside the observed interval, red outside);
+    percentages on a 0-100 axis, other statistics on a log axis in their unit."""
     from .plots import _save, plt
-    import matplotlib.ticker
+    from matplotlib import ticker
     rows = result.rows
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
-    for i, r in enumerate(rows):
-        y = len(rows) - 1 - i
-        v = r.target.value
-        if v > 0:
-            ax.plot([r.observed_low / v, r.observed_high / v], [y + 0.12] * 2, color="0.3", lw=3, solid_capstyle="butt")
-            ax.plot([1.0], [y + 0.12], "o", color="0.1", ms=5)
-            if math.isfinite(r.simulated) and r.simulated > 0:
-                colour = "tab:blue" if r.inside else "tab:red"
-                ax.plot([max(r.simulated_low, 1e-12) / v, r.simulated_high / v], [y - 0.12] * 2, color=colour, lw=2)
-                ax.plot([r.simulated / v], [y - 0.12], "D", color=colour, ms=5)
-    ax.set_yticks(range(len(rows)))
     several = len(result.targets.arms) > 1
-    ax.set_yticklabels([(r.target.label or r.target.statistic)[:70]
-                        + (f"\n({', '.join(r.target.arms)})" if several else "") for r in reversed(rows)], fontsize=7)
-    ax.set_xscale("log")
-    ax.axvline(1.0, color="0.7", lw=0.8)
-    ax.set_xlabel("value / observed value\ngrey: observed 95% interval; blue (inside it) or red (outside): "
-                  "simulated, Monte-Carlo 95% interval", fontsize=7)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_title(f"{result.targets.name}: {'converged' if result.converged else 'not converged'}", fontsize=9)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(8, 0.62 * len(rows) + 1.0), squeeze=False)
+    for ax, r in zip(axes[:, 0], rows):
+        t = r.target
+        ax.plot([r.observed_low, r.observed_high], [1, 1], color="0.35", lw=3, solid_capstyle="butt")
+        ax.plot([t.value], [1], "o", color="0.1", ms=5)
+        if math.isfinite(r.simulated):
+            colour = "tab:blue" if r.inside else "tab:red"
+            ax.plot([r.simulated_low, r.simulated_high], [0, 0], color=colour, lw=2)
+            ax.plot([r.simulated], [0], "D", color=colour, ms=5)
+        if t.kind == "pct":
+            ax.set_xlim(-2, 102)
+        else:
+            values = [v for v in (r.observed_low, r.observed_high, r.simulated_low, r.simulated_high, t.value)
+                      if math.isfinite(v) and v > 0]
+            ax.set_xscale("log")
+            ax.set_xlim(min(values) / 1.3, max(values) * 1.3)
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(ticker.FuncFormatter(
+                lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else ""))
+        ax.set_ylim(-0.8, 1.8)
+        ax.set_yticks([])
+        ax.tick_params(axis="x", labelsize=7)
+        label = (t.label or t.statistic)[:80] + (f" ({', '.join(t.arms)})" if several else "")
+        ax.set_title(label + ("" if t.kind == "pct" else f" [{t.kind}]"), fontsize=7, loc="left", pad=2)
+    fig.suptitle(f"{result.targets.name}: {'converged' if result.converged else 'not converged'}; grey observed "
+                 f"(95%), blue/red simulated (Monte-Carlo 95%; red: outside the observed interval)", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
