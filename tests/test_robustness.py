@@ -372,3 +372,11 @@ def test_parameter_arrays_of_the_wrong_shape_or_empty_are_refused():
         cartkin.simulate_batch(model, None, times, {"rTA0": np.array([])}, progress=False)
     with pytest.raises(CartkinError, match="no subjects"):
         cartkin.simulate_batch(model, None, times, np.empty((0, len(model.parameter_names))), progress=False)
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 2.5, "8"])
+def test_chunk_sizes_are_checked_in_one_place_for_every_chunked_loop(bad):
+    from cartkin.execution import chunks_for
+    with pytest.raises(cartkin.CartkinError, match="chunk_size must be a positive integer"):
+        chunks_for(10, bad)
+    assert chunks_for(5, np.int64(2)) == ([(0, 2), (2, 2), (4, 1)], [2, 2, 1])

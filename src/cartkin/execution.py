@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import numbers
 import uuid
 from typing import Any, Callable, Iterator, Sequence
 
@@ -165,8 +166,12 @@ def using(client) -> Iterator[object]:
         _CURRENT.reset(token)
 
 
-def chunks_for(n: int, chunk_size: int) -> tuple[list[tuple[int, int]], list[int]]:
-    """(first, count) of consecutive chunks covering n subjects, and their sizes."""
+def chunks_for(n: int, chunk_size) -> tuple[list[tuple[int, int]], list[int]]:
+    """(first, count) of consecutive chunks covering n subjects, and their sizes; a chunk_size that is not a
+    positive integer is refused here, for every caller."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
+        raise CartkinError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    chunk_size = int(chunk_size)
     chunks = [(first, min(chunk_size, n - first)) for first in range(0, n, chunk_size)]
     return chunks, [c for _, c in chunks]
 

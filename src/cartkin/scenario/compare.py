@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import CartkinError
 from ..execution import InProcess, chunks_for, executor, spread
 from ..progress import as_callback
 from ..table import Table
@@ -46,9 +45,7 @@ def compare(scenario: Scenario, progress=None, client=None, chunk_size: int | No
     run = executor(client)
     if chunk_size is None:
         chunk_size = n if isinstance(run, InProcess) else spread(n, run.workers)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise CartkinError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    per_arm, sizes = chunks_for(n, int(chunk_size))
+    per_arm, sizes = chunks_for(n, chunk_size)
     tasks = [(k, first, count) for k in range(len(scenario.arms)) for first, count in per_arm]
     bar = as_callback(progress, n * len(scenario.arms), f"{len(scenario.arms)} arms x {n} patients")
     parts = run.map(_arm_chunk, scenario, tasks, sizes * len(scenario.arms), bar)

@@ -213,9 +213,7 @@ def run_trials(scenario: Scenario, progress=None, client=None, chunk_size: int |
     run = executor(client)
     if chunk_size is None:
         chunk_size = min(total, CHUNK) if isinstance(run, InProcess) else spread(total, run.workers)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise CartkinError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    per_arm, sizes = chunks_for(total, int(chunk_size))
+    per_arm, sizes = chunks_for(total, chunk_size)
     arms = scenario.arms
     tasks = [(k, first, count) for k in range(len(arms)) for first, count in per_arm]
     bar = as_callback(progress, total * len(arms),

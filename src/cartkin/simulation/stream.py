@@ -72,16 +72,14 @@ def simulate_summaries(model: Model | str, regimen, times, params, summarize: Su
     None for `cartkin.execution.using`'s client, else this process.
     """
     model, regimen, times, solver = _prepare(model, regimen, times, as_solver(solver, rtol, atol, method, max_steps))
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise CartkinError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if summarize is None:
         if not model.observables:
             raise CartkinError(f"model {model.name} has no observables: give summarize=")
         summarize = exposure(model.observables[0])
     rows = _row_source(model, params)
     n = rows.n
+    chunks, sizes = chunks_for(n, chunk_size)
     bar = as_callback(progress, n, f"simulating {n} subjects")
-    chunks, sizes = chunks_for(n, int(chunk_size))
     shared = (model, regimen, times, solver, summarize, rows)
     parts = executor(client).map(_summary_chunk, shared, chunks, sizes, bar)
     values: dict[str, np.ndarray] = {}

@@ -182,9 +182,7 @@ def vpc(fit, replicates: int = 200, prediction_corrected: bool = False, seed: in
     replicates = int(replicates)
     if chunk_size is None:
         chunk_size = replicates if isinstance(run, InProcess) else spread(replicates, run.workers, 1, replicates)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise CartkinError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    chunks, sizes = chunks_for(replicates, int(chunk_size))
+    chunks, sizes = chunks_for(replicates, chunk_size)
     parts = run.map(_replicates, (pm, estimates, int(seed)), chunks, sizes)
     sim = np.concatenate([p[0] for p in parts])
     ok = np.concatenate([p[1] for p in parts])
