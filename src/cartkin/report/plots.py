@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import to_hex  # noqa: E402
+from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
@@ -88,9 +88,12 @@ def _stacked(ax, arms, shares, colours, labels) -> None:
     bottom = np.zeros(len(arms))
     for values, colour, label in zip(shares, colours, labels):
         bars = ax.bar(x, values, 0.6, bottom=bottom, color=colour, edgecolor="0.4", linewidth=0.5, label=label)
+        r, g, b_ = to_rgb(colour)
+        ink = "white" if 0.299 * r + 0.587 * g + 0.114 * b_ < 0.45 else "black"  # readable on dark segments
         for b, v, y0 in zip(bars, values, bottom):
             if v >= 4:
-                ax.text(b.get_x() + b.get_width() / 2, y0 + v / 2, f"{v:.1f}", ha="center", va="center", fontsize=7)
+                ax.text(b.get_x() + b.get_width() / 2, y0 + v / 2, f"{v:.1f}", ha="center", va="center", fontsize=7,
+                        color=ink)
         bottom = bottom + np.asarray(values)
     ax.set_xticks(x, [_wrap(r.arm.name) for r in arms], fontsize=8)
     ax.set_ylabel("% of virtual patients")
