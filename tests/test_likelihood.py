@@ -213,6 +213,31 @@ def test_bad_predictions_give_inf_not_nan():
         assert nll(em, g, y, c, lim, sig) == math.inf
 
 
+def test_predictions_underflowed_to_denormals_keep_a_finite_gradient():
+    """A leukaemia killed far below its data can be predicted at 5e-324: 1/f would overflow to inf and
+    0 x inf give NaN gradients, which sent L-BFGS-B into thousands of useless evaluations."""
+    em, sig = model_of("proportional")
+    f, y, c, lim = problem()
+    for k in (2, 3):  # a censored and a measured point
+        for tiny in (5e-324, 1e-310, 1e-300):
+            g = f.copy()
+            g[k] = tiny
+            value, d_pred, d_log_sigma = em.negative_log_likelihood(g, y, c, lim, sig)
+            assert math.isfinite(value)
+            assert np.all(np.isfinite(d_pred)) and np.all(np.isfinite(d_log_sigma))
+            assert (d_pred[k] < 0) == (not c[k])  # raising a measured point's prediction lowers −log L
+        # above the floor the derivative is the exact one
+        g = f.copy()
+        g[k] = 1e-200
+        h = 1e-206
+        up, down = g.copy(), g.copy()
+        up[k] += h
+        down[k] -= h
+        exact = em.negative_log_likelihood(g, y, c, lim, sig).d_pred[k]
+        numeric = (nll(em, up, y, c, lim, sig) - nll(em, down, y, c, lim, sig)) / (2 * h)
+        assert exact == pytest.approx(numeric, rel=1e-4, abs=1e-300)
+
+
 @pytest.mark.parametrize("args, message", [
     (([1.0], [0.0], [False], [np.nan]), "needs observations > 0; observation 0 is 0"),
     (([1.0, 2.0], [1.0, -2.0], [False, False], [np.nan, np.nan]), "observation 1 is -2"),

@@ -10,7 +10,7 @@ from cartkin import CartkinError
 from cartkin.cli import main
 from cartkin.data import Dataset, Subject
 from cartkin.estimation import fit
-from cartkin.estimation.individual.objective import objective_factory
+from cartkin.estimation.individual.objective import objective_factory, search_bounds
 
 FREE = ("rTA0", "lTA0", "eBp")
 TIMES = np.array([1.0, 2, 4, 7, 10, 14, 21, 28, 42, 56, 84])
@@ -76,6 +76,36 @@ def test_posterior_gradient_matches_finite_differences():
     plain_value, plain_grad = plain(x)
     assert value == pytest.approx(plain_value + penalty, rel=1e-12)
     np.testing.assert_allclose(grad - plain_grad, d_penalty, rtol=1e-9, atol=1e-9)
+
+
+def test_map_search_is_centred_on_the_prior_and_starts_at_its_median():
+    """A prior far from the model default (eBp default 22.72, prior median 0.5): the search box is the
+    prior's median ±5 SDs of the log within 1000-fold (not 1000-fold around the default, whose corners
+    are where stiff solves are slowest), and the first start is the median."""
+    model, data, _ = liu_subject()
+    priors = {"eBp": (0.5, 0.3), "rTA0": (1.0, 3.0)}
+    result = fit(model, data, estimate=FREE, starts=1, sigma=SIGMA, priors=priors)
+    bounds = dict(zip(FREE, search_bounds(result.problem, 0)))
+    assert bounds["eBp"] == pytest.approx((math.log(0.5) - 1.5, math.log(0.5) + 1.5))
+    assert bounds["rTA0"] == pytest.approx((math.log(1e-3), math.log(1e3)))  # 5 SDs > 1000-fold: 1000-fold
+    default = model.parameters["lTA0"]
+    assert bounds["lTA0"] == pytest.approx((math.log(default / 1e3), math.log(default * 1e3)))
+    seen = []
+    objective = objective_factory(result.problem, data.subjects[0], SIGMA)[0]
+
+    def recording(x):
+        seen.append(np.exp(x[:3]))
+        return objective(x)
+    original = fit.__globals__["objective_factory"]
+    fit.__globals__["objective_factory"] = lambda *a, **k: (recording,) + original(*a, **k)[1:]
+    try:
+        fit.__globals__["_optimise_subject"](result.problem, data.subjects[0], 1, None, SIGMA)
+    finally:
+        fit.__globals__["objective_factory"] = original
+    assert seen[0] == pytest.approx([1.0, default, 0.5])
+    # this subject's data want eBp ~25, 10 SDs above the prior: the estimate stops at the box, and says so
+    assert result.fits[0].estimates[2] == pytest.approx(0.5 * math.exp(1.5))
+    assert "eBp at its bound" in result.fits[0].warnings
 
 
 @pytest.mark.parametrize("priors, message", [

@@ -24,7 +24,8 @@ Failure rules: a prediction that is not finite, or ≤ 0 under ``proportional`` 
 that observation's term +inf (never NaN), and a total of +inf has a zero gradient — a solver failure or an
 impossible parameter set, for an optimiser or sampler to step back from. A censored point predicted ≤ 0
 under ``proportional`` (a state killed to zero, within the solver's tolerance) is certainly below its
-limit: it contributes 0, the f → 0+ limit. Bad *data* (an uncensored y ≤ 0 or a censored limit ≤ 0 under
+limit: it contributes 0, the f → 0+ limit. Under ``proportional`` the derivative in f uses 1/max(f, 1e-290)
+(a state killed far below its data can underflow to 5e-324, whose reciprocal overflows). Bad *data* (an uncensored y ≤ 0 or a censored limit ≤ 0 under
 ``proportional``, a censored point without a finite limit, arrays of different lengths) raise
 `CartkinError` in `ErrorModel.negative_log_likelihood`.
 
@@ -46,6 +47,7 @@ from ..errors import CartkinError
 LOG_2PI = math.log(2.0 * math.pi)
 _MILLS_ASYMPTOTIC = -1e5  # below this u, φ(u)/Φ(u) = −u to relative precision 1e-10
 MIN_VARIANCE = 1e-12      # floor of σ² in the closed-form SAEM step
+TINY_PREDICTION = 1e-290  # log-scale gradients take 1/max(f, this): a killed state can underflow to 5e-324
 
 
 class NegLogLik(NamedTuple):
@@ -249,7 +251,8 @@ class ErrorModel(ABC):
             return value
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ds_df, ds_dsig = self.sd_derivatives(f, sig)
-            dg_df = 1.0 / f if self.log_scale else 1.0
+            # 1/f of a prediction underflowed to (near) zero would overflow: floored at TINY_PREDICTION
+            dg_df = 1.0 / np.maximum(f, TINY_PREDICTION) if self.log_scale else 1.0
             dv_du = np.where(vanished, 0.0, np.where(cens, -_mills(u), u))
             dv_ds_direct = np.where(cens, 0.0, 1.0 / s)  # from the log s term
             dv_ds = dv_du * (-u / s) + dv_ds_direct      # u = (…)/s, so du/ds = −u/s

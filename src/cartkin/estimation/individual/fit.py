@@ -218,7 +218,11 @@ def _optimise_subject(problem: Problem, subject: Subject, starts: int, rng,
     objective, unpack, est_sigma = objective_factory(problem, subject, sigma_fixed)
     q = len(problem.free)
     base = problem.base_parameters(subject)
-    theta0 = np.log(base[problem.free_index]) if x_start is None else np.asarray(x_start, dtype=float)
+    if x_start is None:  # the model defaults, or a prior's median where there is one (MAP)
+        theta0 = np.log([problem.priors[name].median if name in problem.priors else base[i]
+                         for name, i in zip(problem.free, problem.free_index)])
+    else:
+        theta0 = np.asarray(x_start, dtype=float)
     x0 = np.concatenate([theta0, np.full(len(est_sigma), math.log(1.0))])
     bounds = search_bounds(problem, len(est_sigma))
     best = None
@@ -226,37 +230,48 @@ def _optimise_subject(problem: Problem, subject: Subject, starts: int, rng,
     lo, hi = np.array(bounds).T
     first = np.clip(x0, lo, hi)
     for x in [first] + _screened_starts(raw_objective, first, lo[:q], hi[:q], starts - 1, rng):
-        # scale so the first gradient is O(1): L-BFGS-B's first step is the raw negative gradient,
-        # which would otherwise jump to the bounds
         f0, g0 = raw_objective(x)
         if f0 >= FAILED:
             continue
         scale = 1.0 / max(1.0, float(np.max(np.abs(g0))))
-
-        def objective(z, scale=scale):
-            v, g = raw_objective(z)
-            return v * scale, g * scale
         try:
-            # stage 1: structural parameters with the residual SDs held at their start values (a large
-            # initial misfit otherwise inflates the SDs and flattens the surface); stage 2: everything
-            n_sig = len(est_sigma)
-            if n_sig:
-                sig0 = x[q:].copy()
-
-                def structural(xs, sig0=sig0):
-                    v, g = objective(np.concatenate([xs, sig0]))
-                    return v, g[:q]
-                res = minimize(structural, x[:q], jac=True, method="L-BFGS-B", bounds=bounds[:q],
-                               options={"maxiter": 300})
-                x = np.concatenate([res.x, sig0])
-            res = minimize(objective, x, jac=True, method="L-BFGS-B", bounds=bounds,
-                           options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-8})
+            res = _minimise_from(raw_objective, x, scale, q, len(x) - q, bounds)
         except (FloatingPointError, ValueError):  # a start that cannot be evaluated
             continue
         res.fun = raw_objective(res.x)[0]
         if best is None or res.fun < best.fun:
             best = res
     return best
+
+
+def _minimise_from(raw_objective, x, scale, q, n_sig, bounds):
+    """L-BFGS-B from x: stage 1 the structural parameters with the residual SDs held at their start values
+    (a large initial misfit otherwise inflates the SDs and flattens the surface); stage 2 everything.
+
+    The objective is scaled so that the first gradient is O(1) (L-BFGS-B's first step is the raw negative
+    gradient, which would otherwise jump to the bounds). Where a first step of O(1) on the log scale
+    already falls off a cliff (a leukaemia killed far below its data: −log L rises 1000-fold within a
+    tenth of a log unit), the line search gives up without a single iteration; the stage is then
+    restarted with first steps 100 and 10,000 times shorter."""
+    for shrink in (1.0, 1e-2, 1e-4):
+        def objective(z, scale=scale * shrink):
+            v, g = raw_objective(z)
+            return v * scale, g * scale
+        y = x
+        if n_sig:
+            sig0 = x[q:].copy()
+
+            def structural(xs, sig0=sig0):
+                v, g = objective(np.concatenate([xs, sig0]))
+                return v, g[:q]
+            res = minimize(structural, x[:q], jac=True, method="L-BFGS-B", bounds=bounds[:q],
+                           options={"maxiter": 300})
+            y = np.concatenate([res.x, sig0])
+        res = minimize(objective, y, jac=True, method="L-BFGS-B", bounds=bounds,
+                       options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-8})
+        if res.nit > 0 or res.success:
+            return res
+    return res
 
 
 def _screened_starts(objective, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int, rng) -> list:
@@ -293,12 +308,14 @@ def _summarise(problem: Problem, subject: Subject, best, sigma_fixed: Mapping[st
     H = _hessian(objective, x)
     names = problem.free + tuple(problem.sigma_names[j] for j in est_sigma)
     try:
+        if not np.all(np.isfinite(H)):  # the objective cannot be differenced here (a solve failed nearby)
+            raise np.linalg.LinAlgError
         eig = np.linalg.eigvalsh(H)
         if eig.min() <= 0 or eig.max() / eig.min() > 1e10:
             raise np.linalg.LinAlgError
         cov = np.linalg.inv(H)
     except np.linalg.LinAlgError:
-        cov = np.linalg.pinv(H)
+        cov = np.linalg.pinv(H) if np.all(np.isfinite(H)) else np.full(H.shape, np.nan)
         warnings.append("information matrix near-singular: some parameters are not identifiable")
         unidentified = _unidentified(H)
         if unidentified.any():

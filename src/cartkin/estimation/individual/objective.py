@@ -27,7 +27,8 @@ from .sensitivities import augmented_model, sensitivity_name
 FAILED = 1e10  # objective value where the model cannot be solved (large, but finite for line searches)
 
 
-SPAN = math.log(1000.0)  # estimates are searched within 1000-fold of the model default
+SPAN = math.log(1000.0)  # estimates are searched within 1000-fold of the model default (or prior median)
+PRIOR_SPAN = 5.0         # ... and within 5 SDs of the log of a prior's median (MAP)
 
 
 class Problem:
@@ -140,7 +141,10 @@ def objective_factory(problem: Problem, subject: Subject, sigma_fixed: Mapping[s
         if not math.isfinite(total):
             return FAILED, np.zeros_like(x)
         d_logsig = np.bincount(sigma_index.ravel(), weights=d_log_sigma.ravel(), minlength=len(sigma_names))
-        g_theta = (d_pred @ grad) * p[problem.free_index]  # chain rule to log parameters
+        with np.errstate(over="ignore", invalid="ignore"):
+            g_theta = (d_pred @ grad) * p[problem.free_index]  # chain rule to log parameters
+        if not np.all(np.isfinite(g_theta)):  # sensitivities overflowed: a wall to step back from
+            return FAILED, np.zeros_like(x)
         gradient = np.concatenate([g_theta, d_logsig[est_sigma]])
         if problem.priors:
             penalty, d_penalty = problem.prior_penalty(x)
@@ -151,12 +155,19 @@ def objective_factory(problem: Problem, subject: Subject, sigma_fixed: Mapping[s
 
 
 def search_bounds(problem: Problem, n_sigma: int) -> list[tuple[float, float]]:
-    """Log-scale bounds: within 1000-fold of the default and the parameter's own bounds; then the σ's."""
+    """Log-scale bounds, then the σ's. A parameter is searched within 1000-fold of its centre and within its
+    own bounds; the centre is the model default, or, with a prior (MAP), the prior's median, with the box
+    narrowed to ±PRIOR_SPAN SDs of the log (beyond that the prior density is below e^-12.5 of its peak, and
+    such far corners are where the solve of a stiff, oscillating trajectory is slowest)."""
     bounds = []
     for name in problem.free:
         info = problem.model.parameter(name)
-        lo = max(math.log(info.lower) if info.lower > 0 else -np.inf, math.log(info.default) - SPAN)
-        hi = min(math.log(info.upper) if math.isfinite(info.upper) else np.inf, math.log(info.default) + SPAN)
+        centre, span = math.log(info.default), SPAN
+        prior = problem.priors.get(name)
+        if prior is not None:
+            centre, span = math.log(prior.median), min(SPAN, PRIOR_SPAN * prior.sd)
+        lo = max(math.log(info.lower) if info.lower > 0 else -np.inf, centre - span)
+        hi = min(math.log(info.upper) if math.isfinite(info.upper) else np.inf, centre + span)
         bounds.append((lo, hi))
     return bounds + [(math.log(1e-4), math.log(1e2))] * n_sigma
 
