@@ -221,3 +221,28 @@ def test_the_sensitivity_model_doses_its_sensitivity_states():
     with pytest.raises(CartkinError, match="not a state other than the target"):
         Model("m", model.states, model.parameter_info, model.equations,
               dose=DoseInput("N", model.dose.per_kg, increments={"nope": 1}))
+
+
+def test_observed_information_retries_smaller_steps_only_where_they_agree():
+    """Differences of the gradient over 1e-4 can turn a sharply curved minimum into a spurious saddle
+    (the leukaemia of some Liu patients is killed abruptly between two samples); smaller steps that agree
+    with each other give the curvature back, and a real saddle stays a saddle."""
+    from cartkin.estimation.individual.fit import _observed_information
+    delta = 1e-4 / (1.5 * np.pi)   # differences over 1e-4 see sin(u)/u = -0.21 of the wiggle's curvature
+    eps = 10 * delta ** 2          # true curvature along x0: 1 + eps/delta² = 11
+
+    def sharp(x):
+        g = np.array([x[0] + eps / delta * np.sin(x[0] / delta), 2.0 * x[1]])
+        return 0.0, g
+    x = np.zeros(2)
+    naive = (sharp(x + [1e-4, 0])[1][0] - sharp(x - [1e-4, 0])[1][0]) / 2e-4
+    assert naive < 0  # the spurious negative curvature the retry is for
+    H = _observed_information(sharp, x, np.array([0, 1]))
+    assert H[0, 0] == pytest.approx(11.0, rel=0.05) and H[1, 1] == pytest.approx(2.0)
+
+    def saddle(x):
+        return 0.0, np.array([x[0], -x[1]])
+    H = _observed_information(saddle, x, np.array([0, 1]))
+    assert np.linalg.eigvalsh(H).min() < 0
+    # restricted to the parameters not held at a bound
+    assert _observed_information(saddle, x, np.array([0])).shape == (1, 1)

@@ -105,7 +105,11 @@ def test_map_search_is_centred_on_the_prior_and_starts_at_its_median():
     assert seen[0] == pytest.approx([1.0, default, 0.5])
     # this subject's data want eBp ~25, 10 SDs above the prior: the estimate stops at the box, and says so
     assert result.fits[0].estimates[2] == pytest.approx(0.5 * math.exp(1.5))
-    assert "eBp at its bound" in result.fits[0].warnings
+    fitted = result.fits[0]
+    assert "eBp at its bound" in fitted.warnings
+    # a constrained estimate: no SE for it, the others' SEs from the information matrix given it
+    assert np.isnan(fitted.standard_errors[2]) and np.all(np.isfinite(fitted.standard_errors[:2]))
+    assert fitted.converged
 
 
 @pytest.mark.parametrize("priors, message", [
