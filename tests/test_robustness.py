@@ -3,6 +3,7 @@
 Every refusal is one line `cartkin: error: ...` on stderr, exit code 2, nothing written, and is found
 before the heavy work (fits, populations) starts.
 """
+import csv
 import json
 import math
 import os
@@ -380,3 +381,29 @@ def test_chunk_sizes_are_checked_in_one_place_for_every_chunked_loop(bad):
     with pytest.raises(cartkin.CartkinError, match="chunk_size must be a positive integer"):
         chunks_for(10, bad)
     assert chunks_for(5, np.int64(2)) == ([(0, 2), (2, 2), (4, 1)], [2, 2, 1])
+
+
+def test_prior_from_a_population_fit_and_named_priors_together(popfit, tmp_path, capsys):
+    """--prior FITDIR gives the parameters the population fit estimated their priors; NAME=MEDIAN:SD the
+    others (the population fit of il10 on the Liu patients holds delta_E fixed; the MAP fits estimate it)."""
+    fit, data = popfit
+    info = json.loads((fit / "fit.json").read_text())
+    typical = info["estimates"]["typical"]
+    base = ["fit", str(data), "--model", "liu2022", *LIU_CLI, "--estimate", "rTA0,lTA0,eBp", "--starts", "1",
+            "--no-plots", "--pooled-sigma"]
+    out = tmp_path / "map"
+    assert main(base + ["-o", str(out), "--prior", str(fit), "--prior", "eBp=10:1"]) == 0
+    capsys.readouterr()
+    with open(out / "estimates.csv") as fh:
+        row = next(csv.DictReader(fh))
+    # (estimates.csv writes 6 significant digits)
+    assert float(row["rTA0_prior_median"]) == pytest.approx(typical["rTA0"], rel=1e-5)
+    assert float(row["lTA0_prior_median"]) == pytest.approx(typical["lTA0"], rel=1e-5)
+    assert float(row["eBp_prior_median"]) == 10.0 and float(row["eBp_prior_sd"]) == 1.0
+    for bad, message in ((["--prior", str(fit), "--prior", "rTA0=1:1"], "given by the population fit"),
+                         (["--prior", str(fit), "--prior", str(fit)], "one population fit folder at most")):
+        target = tmp_path / "bad"
+        assert main(base + ["-o", str(target)] + bad) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not target.exists()

@@ -148,8 +148,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated free parameters to give profile-likelihood intervals, e.g. rho,kappa")
     p.add_argument("--prior", action="append", default=[], metavar="NAME=MEDIAN:SD|FITDIR",
                    help="log-normal prior on an estimated parameter (SD of the log), e.g. rho=1.0:0.5 (repeatable, "
-                   "comma-separated), or a population fit folder (typical values, sqrt of the omega diagonal): "
-                   "the fit becomes maximum a posteriori")
+                   "comma-separated), and/or a population fit folder (typical values, sqrt of the omega "
+                   "diagonal, for the parameters it estimated): the fit becomes maximum a posteriori")
     p.add_argument("--dose", type=float, help="dose in cells/kg on day 0 when the data have no dose records")
     p.add_argument("--starts", type=int, help="optimiser starts per subject (default 4); with --population, "
                    "independent SAEM runs, the best -2LL kept (default 1)")
@@ -508,16 +508,25 @@ def _population_only(args) -> None:
 
 
 def _priors(items, model, estimate, fix):
-    """--prior values: NAME=MEDIAN:SD items, or one population fit folder (its typical values and ω's)."""
+    """--prior values: NAME=MEDIAN:SD items and/or one population fit folder (its typical values and ω's
+    for the parameters it estimated; NAME=MEDIAN:SD items give the others theirs)."""
+    from .estimation.population.fit_file import priors_from_fit
     from .stats.priors import parse_prior_text
     if not items:
         return None
     folders = [item for item in items if "=" not in item]
-    if folders and len(items) > 1:
-        raise CartkinError("--prior: give either one population fit folder or NAME=MEDIAN:SD values, not both")
-    if folders:
-        return folders[0]  # fit() reads the population fit's typical values and ω's
-    return parse_prior_text(items)
+    if len(folders) > 1:
+        raise CartkinError(f"--prior: one population fit folder at most, got {len(folders)} ({', '.join(folders)})")
+    explicit = parse_prior_text([item for item in items if "=" in item])
+    if not folders:
+        return explicit
+    free = list(estimate) if estimate else [q for q in model.default_fit if q not in fix]
+    from_fit = priors_from_fit(folders[0], free)
+    both = sorted(set(from_fit) & set(explicit))
+    if both:
+        raise CartkinError(f"--prior {', '.join(both)}: given by the population fit {folders[0]} and as "
+                           f"NAME=MEDIAN:SD; give it once")
+    return {**from_fit, **explicit}
 
 
 def _fit_population(args, model, data, estimate, fix, regimen, source) -> int:

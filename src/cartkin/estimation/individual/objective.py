@@ -28,7 +28,7 @@ FAILED = 1e10  # objective value where the model cannot be solved (large, but fi
 
 
 SPAN = math.log(1000.0)  # estimates are searched within 1000-fold of the model default (or prior median)
-PRIOR_SPAN = 5.0         # ... and within 5 SDs of the log of a prior's median (MAP)
+PRIOR_SPAN = 5.0         # ... or within 5 SDs of the log of a prior's median (MAP), at most 10^6-fold
 
 
 class Problem:
@@ -155,17 +155,18 @@ def objective_factory(problem: Problem, subject: Subject, sigma_fixed: Mapping[s
 
 
 def search_bounds(problem: Problem, n_sigma: int) -> list[tuple[float, float]]:
-    """Log-scale bounds, then the σ's. A parameter is searched within 1000-fold of its centre and within its
-    own bounds; the centre is the model default, or, with a prior (MAP), the prior's median, with the box
-    narrowed to ±PRIOR_SPAN SDs of the log (beyond that the prior density is below e^-12.5 of its peak, and
-    such far corners are where the solve of a stiff, oscillating trajectory is slowest)."""
+    """Log-scale bounds, then the σ's. A parameter is searched within its own bounds and within 1000-fold
+    of the model default; with a prior (MAP), within ±PRIOR_SPAN SDs of the log of the prior's median
+    instead (beyond that the prior density is below e^-12.5 of its peak), at most 10^6-fold (a prior from
+    a population fit can have an SD of 5: its 5 SDs would reach corners where the solve of a stiff,
+    oscillating trajectory is slowest)."""
     bounds = []
     for name in problem.free:
         info = problem.model.parameter(name)
         centre, span = math.log(info.default), SPAN
         prior = problem.priors.get(name)
         if prior is not None:
-            centre, span = math.log(prior.median), min(SPAN, PRIOR_SPAN * prior.sd)
+            centre, span = math.log(prior.median), min(2 * SPAN, PRIOR_SPAN * prior.sd)
         lo = max(math.log(info.lower) if info.lower > 0 else -np.inf, centre - span)
         hi = min(math.log(info.upper) if math.isfinite(info.upper) else np.inf, centre + span)
         bounds.append((lo, hi))
