@@ -1,4 +1,4 @@
-"""Fit the real B-ALL CAR T kinetics of Liu et al. 2022 with liu2022 and il10: the numbers and the figure of
+"""Fit the real B-ALL CAR T kinetics of Liu et al. 2022 with liu2022 and il10: the numbers and the figures of
 the README's "Real data (Liu 2022)" section.
 
     python examples/fit_liu2022.py [--data ../shared/data/liu2022] [-o liu2022-fits] [--free-sets]
@@ -6,17 +6,21 @@ the README's "Real data (Liu 2022)" section.
 For each file (Data_CR.csv: 14 patients in continuous remission, Data_NR.csv: 7 non-responders):
 
 * liu2022 on CAR T (DVID 1 -> nTA) and leukaemia (DVID 2 -> nB), Reg -> nB0;
-* liu2022 on the CAR T rows only (DVID 2 skipped), the like-for-like comparison with il10;
+* liu2022 on the CAR T rows only (DVID 2 skipped), the like-for-like comparison of the CAR-T-only il10 fits;
 * il10 on CAR T (DVID 1 -> car_blood) and leukaemia (DVID 2 -> leukaemia, the CD19+ cells L: the same blast
   relation as liu2022's nB, so the same units), Reg -> L0, a conventional product (armored = 0) with a
-  nominal day-0 dose of 1e6 cells/kg whose blood fraction f_blood is estimated per patient (the files carry
-  no doses; only f_blood x dose matters), maximum a posteriori with the priors IL10_PRIORS (see the README).
+  nominal day-0 dose of 1e8 cells/kg whose blood fraction f_blood is estimated per patient (the files carry
+  no doses; only f_blood x dose matters), killing unsaturated over the observed range (K_k = 1e5, see the
+  README), maximum a posteriori: first a population fit (SAEM) of both files together with random effects
+  on rho, kappa and f_blood (delta_E and k_mem held), then each patient with that fit's typical values and
+  omegas as priors, and IL10_NAMED_PRIORS for delta_E, k_mem and k_exh.
 
-All fits: per-patient maximum likelihood, proportional error with one residual SD per observable pooled
-over the file's patients, values <= 0.2 censored (M3). Prints a Markdown table (patients, converged, fits
-with identifiability warnings, median log10 RMSE per observable, total -log L, estimated parameters, AIC),
-writes every fit's tables to OUTDIR/<file>_<fit>/ and the CR figure to examples/figures/liu2022_fit_CR.png.
---free-sets also compares il10 free sets (2, 3 and 4 parameters). Runs in about two minutes.
+liu2022 fits: per-patient maximum likelihood; all fits: proportional error with one residual SD per
+observable pooled over the file's patients, values <= 0.2 censored (M3). Prints a Markdown table (patients,
+converged, fits with identifiability warnings, median log10 RMSE per observable, total -log L, estimated
+parameters, AIC), writes every fit's tables to OUTDIR/<file>_<fit>/, the population fit to OUTDIR/il10_population
+and the figures to examples/figures/liu2022_fit_CR.png and liu2022_fit_NR.png.
+--free-sets also compares il10 free sets on CAR T alone (2, 3 and 4 parameters). Runs in about three minutes.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ import numpy as np  # noqa: E402
 
 import cartkin  # noqa: E402
 from cartkin.data import read_data  # noqa: E402
-from cartkin.estimation import fit  # noqa: E402
+from cartkin.estimation import fit, fit_population  # noqa: E402
 from cartkin.stats.error_models import ProportionalError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,12 +45,19 @@ COLUMNS = {"time": "TIME", "y": "DV", "y_ID": "DVID"}
 LIU_FREE = ("rTA0", "lTA0", "eBp", "nTN0")          # ka fixed at its published 0.65/d (see the README)
 IL10_FREE = ("rho", "kappa", "delta_E")              # the CAR-T-only free sets (--free-sets)
 IL10_DOSE = 1e6                                      # cells/kg on day 0, CAR-T-only fits
-IL10_MAP_FREE = ("rho", "kappa", "delta_E", "f_blood")
-IL10_MAP_DOSE = 1e6                                  # nominal cells/kg on day 0: f_blood x dose is what is fitted
-# log-normal priors (median, SD of the log) around il10's defaults, wide (kappa and f_blood 1.5 and 2: a
-# 20- and 50-fold 95% range); with a nominal 1e8 and priors centred on the il10 SAEM (kappa 2.5, f_blood
-# 0.005) the NR fits improve (README) but the CR file's optimisation becomes very slow
-IL10_PRIORS = {"rho": (1.0, 1.0), "kappa": (60.0, 1.5), "delta_E": (0.16, 0.7), "f_blood": (0.02, 2.0)}
+IL10_MAP_DOSE = 1e8                                  # nominal cells/kg on day 0: f_blood x dose is what is fitted
+# held in every il10 fit to these data: a conventional product, killing unsaturated over the observed
+# burdens (the population fit puts K_k at ~9e4 when free and -2LL falls 88 from K_k = 40), and, in the
+# population fit only, delta_E and k_mem near the individual fits' medians (-2LL 2227 against 2234 at
+# delta_E 0.45 and 2244 at the model's 0.16 and 0.02)
+IL10_FIXED = {"armored": 0, "K_k": 1e5}
+IL10_POPULATION_FIXED = {"delta_E": 0.3, "k_mem": 0.015}
+IL10_POPULATION_FREE = ("rho", "kappa", "f_blood")
+IL10_MAP_FREE = ("rho", "kappa", "f_blood", "delta_E", "k_mem", "k_exh")
+# log-normal priors (median, SD of the log) for what the population fit held or did not estimate: delta_E
+# and k_mem at the values it held, k_exh at il10's default; SDs wide enough for 3-fold (delta_E) and
+# 7-fold (k_mem, k_exh) individual departures within one SD
+IL10_NAMED_PRIORS = {"delta_E": (0.3, 0.5), "k_mem": (0.015, 1.0), "k_exh": (0.5, 1.0)}
 IL10_FREE_SETS = (("rho", "delta_E"), IL10_FREE, ("rho", "kappa", "k_exh", "delta_E"))
 
 
@@ -57,19 +68,37 @@ def timed(**kwargs):
     return result, time.perf_counter() - start
 
 
-def fits_for(path: Path, il10_free=IL10_FREE) -> dict:
+def il10_data(path, dvid_map=None):
+    return read_data(path, "il10", dvid_map=dvid_map or {1: "car_blood", 2: "leukaemia"}, covariates={"Reg": "L0"},
+                     censor_floor=0.2, column_map=COLUMNS, prefix_ids=isinstance(path, list))
+
+
+def il10_population(paths: list[Path]):
+    """The il10 population fit of both files together (its typical values and omegas are the MAP priors)."""
+    return fit_population("il10", il10_data([str(p) for p in paths]), estimate=IL10_POPULATION_FREE,
+                          fix={**IL10_FIXED, **IL10_POPULATION_FIXED},
+                          regimen=cartkin.Regimen.single(dose_per_kg=IL10_MAP_DOSE), iterations=(300, 150),
+                          chains=2)
+
+
+def il10_priors(population) -> dict:
+    omega = np.diag(population.omega)
+    priors = {name: (population.typical[name], math.sqrt(omega[k]))
+              for k, name in enumerate(population.pm.parameters)}
+    return {**priors, **IL10_NAMED_PRIORS}
+
+
+def fits_for(path: Path, priors: dict) -> dict:
     """The three fits of one file, by label: (result, seconds)."""
     floor = dict(censor_floor=0.2, column_map=COLUMNS)
     liu_both = read_data(path, "liu2022", dvid_map={1: "nTA", 2: "nB"}, covariates={"Reg": "nB0"}, **floor)
     liu_car = read_data(path, "liu2022", dvid_map={1: "nTA", 2: "skip"}, covariates={"Reg": "nB0"}, **floor)
-    il10_both = read_data(path, "il10", dvid_map={1: "car_blood", 2: "leukaemia"}, covariates={"Reg": "L0"},
-                          **floor)
-    il10 = dict(fix={"armored": 0}, regimen=cartkin.Regimen.single(dose_per_kg=IL10_MAP_DOSE))
     return {
         "liu2022": timed(model="liu2022", data=liu_both, estimate=LIU_FREE, pooled_sigma=True),
         "liu2022 (CAR T only)": timed(model="liu2022", data=liu_car, estimate=LIU_FREE, pooled_sigma=True),
-        "il10 (MAP)": timed(model="il10", data=il10_both, estimate=IL10_MAP_FREE, pooled_sigma=True,
-                            priors=IL10_PRIORS, **il10),
+        "il10 (MAP)": timed(model="il10", data=il10_data(path), estimate=IL10_MAP_FREE, pooled_sigma=True,
+                            priors=priors, fix=IL10_FIXED, starts=3,
+                            regimen=cartkin.Regimen.single(dose_per_kg=IL10_MAP_DOSE)),
     }
 
 
@@ -130,8 +159,8 @@ def markdown(rows) -> str:
     return "\n".join(lines)
 
 
-def figure(results: dict, path: Path) -> Path:
-    """One panel per CR patient: CAR T and leukaemia data, liu2022 (joint fit) and il10 curves."""
+def figure(results: dict, path: Path, name: str) -> Path:
+    """One panel per patient of a file: CAR T and leukaemia data, liu2022 (joint fit) and il10 curves."""
     liu, il10 = results["liu2022"], results["il10 (MAP)"]
     n = len(liu.fits)
     cols = 4
@@ -155,7 +184,7 @@ def figure(results: dict, path: Path) -> Path:
         ax.set_yscale("log")
         ax.set_ylim(0.05, 1e6)
         flag = "" if f_liu.converged and f_il10.converged else " (not converged)"
-        ax.set_title(f"CR patient {subject.id}{flag}", fontsize=9)
+        ax.set_title(f"{name} patient {subject.id}{flag}", fontsize=9)
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
@@ -167,8 +196,9 @@ def figure(results: dict, path: Path) -> Path:
     handles.append(plt.Line2D([], [], marker="v", ls="none", mfc="none", color="#555555"))
     labels.append("below the 0.2 floor (censored)")
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
-    fig.suptitle("Liu 2022 complete-remission patients: data (● observed, ▽ below 0.2), liu2022 fitted to CAR T "
-                 "and leukaemia (solid), il10 (dashed, maximum a posteriori)", fontsize=10)
+    who = "complete-remission patients" if name == "CR" else "non-responders"
+    fig.suptitle(f"Liu 2022 {who}: data (● observed, ▽ below 0.2), liu2022 fitted to CAR T and leukaemia "
+                 "(solid), il10 (dashed, maximum a posteriori with population priors)", fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -181,17 +211,24 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "liu2022"),
                         help="folder with Data_CR.csv and Data_NR.csv (default ../shared/data/liu2022)")
     parser.add_argument("-o", "--outdir", default="liu2022-fits", help="where each fit's tables go")
-    parser.add_argument("--figure", default=str(ROOT / "examples" / "figures" / "liu2022_fit_CR.png"))
+    parser.add_argument("--figures", default=str(ROOT / "examples" / "figures"),
+                        help="folder of liu2022_fit_CR.png and liu2022_fit_NR.png")
     parser.add_argument("--free-sets", action="store_true", help="also compare il10 free sets")
     args = parser.parse_args()
     data = Path(args.data)
     missing = [f"Data_{name}.csv" for name in ("CR", "NR") if not (data / f"Data_{name}.csv").is_file()]
     if missing:
         raise SystemExit(f"fit_liu2022: {', '.join(missing)} not found in {data}; pass --data FOLDER")
+    start = time.perf_counter()
+    population = il10_population([data / "Data_CR.csv", data / "Data_NR.csv"])
+    print(population)
+    print(f"il10 population fit: {time.perf_counter() - start:.1f} s")
+    cartkin.write(population, Path(args.outdir) / "il10_population")
+    priors = il10_priors(population)
     rows, extra = [], []
     for name in ("CR", "NR"):
         path = data / f"Data_{name}.csv"
-        timed_results = fits_for(path)
+        timed_results = fits_for(path, priors)
         results = {label: result for label, (result, _) in timed_results.items()}
         for label, (result, seconds) in timed_results.items():
             rows.append(summary_row(name, label, result, seconds))
@@ -201,11 +238,9 @@ def main() -> None:
         n_car = len(joint.fits) * len(LIU_FREE) + 1
         extra.append(f"{name}: liu2022 joint fit, CAR T observations only: −log L {part:.1f}, AIC "
                      f"{2 * part + 2 * n_car:.1f} counting every structural parameter and sigma_nTA ({n_car})")
-        if name == "CR":
-            print("figure ->", figure(results, Path(args.figure)))
+        print("figure ->", figure(results, Path(args.figures) / f"liu2022_fit_{name}.png", name))
         if args.free_sets:
-            il10_car = read_data(path, "il10", dvid_map={1: "car_blood", 2: "skip"}, covariates={"Reg": "L0"},
-                                 censor_floor=0.2, column_map=COLUMNS)
+            il10_car = il10_data(path, {1: "car_blood", 2: "skip"})
             for free in IL10_FREE_SETS:
                 result, seconds = timed(model="il10", data=il10_car, estimate=free, pooled_sigma=True,
                                         fix={"armored": 0}, regimen=cartkin.Regimen.single(dose_per_kg=IL10_DOSE))

@@ -35,7 +35,10 @@ def test_two_real_patients_converge_with_a_sane_fit():
     assert [f.id for f in result.fits] == ["1", "12"]
     for f, subject in zip(result.fits, two.subjects):
         assert f.converged, (f.id, f.message, f.warnings)
-        assert np.all(np.isfinite(f.standard_errors))
+        # an estimate held at the search box (patient 12's nTN0, at 1/1000 of its default) is a constrained
+        # one and has no SE; every other estimate has one
+        held = np.array([f"{name} at its bound" in f.warnings for name in f.names])
+        assert np.all(np.isfinite(f.standard_errors[~held])) and np.all(np.isnan(f.standard_errors[held]))
         fitted = log10_rmse(model, subject, f.parameters)
         published = log10_rmse(model, subject, result.problem.base_parameters(subject))
         assert fitted < 0.6  # within a factor of 4 on average, on data spanning four decades
