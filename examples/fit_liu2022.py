@@ -7,6 +7,8 @@ For each file (Data_CR.csv: 14 patients in continuous remission, Data_NR.csv: 7 
 
 * liu2022 on CAR T (DVID 1 -> nTA) and leukaemia (DVID 2 -> nB), Reg -> nB0;
 * liu2022 on the CAR T rows only (DVID 2 skipped), the like-for-like comparison of the CAR-T-only il10 fits;
+* liu2022 on both, maximum a posteriori with its own population fit's typical values and omegas as priors
+  (the like-for-like comparison of il10's MAP fits);
 * il10 on CAR T (DVID 1 -> car_blood) and leukaemia (DVID 2 -> leukaemia, the CD19+ cells L: the same blast
   relation as liu2022's nB, so the same units), Reg -> L0, a conventional product (armored = 0) with a
   nominal day-0 dose of 1e8 cells/kg whose blood fraction f_blood is estimated per patient (the files carry
@@ -81,23 +83,32 @@ def il10_population(paths: list[Path]):
                           chains=2)
 
 
-def il10_priors(population) -> dict:
+def liu2022_population(paths: list[Path]):
+    """liu2022's population fit of both files, the same free set as its individual fits (no covariate
+    effect, like il10's): the priors of the like-for-like MAP comparison."""
+    data = read_data([str(p) for p in paths], "liu2022", dvid_map={1: "nTA", 2: "nB"}, covariates={"Reg": "nB0"},
+                     censor_floor=0.2, column_map=COLUMNS, prefix_ids=True)
+    return fit_population("liu2022", data, estimate=LIU_FREE)
+
+
+def population_priors(population) -> dict:
+    """{name: (typical value, sqrt(omega²))} for the parameters a population fit estimated."""
     omega = np.diag(population.omega)
-    priors = {name: (population.typical[name], math.sqrt(omega[k]))
-              for k, name in enumerate(population.pm.parameters)}
-    return {**priors, **IL10_NAMED_PRIORS}
+    return {name: (population.typical[name], math.sqrt(omega[k])) for k, name in enumerate(population.pm.parameters)}
 
 
-def fits_for(path: Path, priors: dict) -> dict:
-    """The three fits of one file, by label: (result, seconds)."""
+def fits_for(path: Path, il10_priors: dict, liu_priors: dict) -> dict:
+    """The four fits of one file, by label: (result, seconds)."""
     floor = dict(censor_floor=0.2, column_map=COLUMNS)
     liu_both = read_data(path, "liu2022", dvid_map={1: "nTA", 2: "nB"}, covariates={"Reg": "nB0"}, **floor)
     liu_car = read_data(path, "liu2022", dvid_map={1: "nTA", 2: "skip"}, covariates={"Reg": "nB0"}, **floor)
     return {
         "liu2022": timed(model="liu2022", data=liu_both, estimate=LIU_FREE, pooled_sigma=True),
         "liu2022 (CAR T only)": timed(model="liu2022", data=liu_car, estimate=LIU_FREE, pooled_sigma=True),
+        "liu2022 (MAP)": timed(model="liu2022", data=liu_both, estimate=LIU_FREE, pooled_sigma=True,
+                               priors=liu_priors),
         "il10 (MAP)": timed(model="il10", data=il10_data(path), estimate=IL10_MAP_FREE, pooled_sigma=True,
-                            priors=priors, fix=IL10_FIXED, starts=3,
+                            priors=il10_priors, fix=IL10_FIXED, starts=3,
                             regimen=cartkin.Regimen.single(dose_per_kg=IL10_MAP_DOSE)),
     }
 
@@ -224,15 +235,19 @@ def main() -> None:
     print(population)
     print(f"il10 population fit: {time.perf_counter() - start:.1f} s")
     cartkin.write(population, Path(args.outdir) / "il10_population")
-    priors = il10_priors(population)
+    il10_priors = {**population_priors(population), **IL10_NAMED_PRIORS}
+    liu_population = liu2022_population([data / "Data_CR.csv", data / "Data_NR.csv"])
+    print(liu_population)
+    liu_priors = population_priors(liu_population)
     rows, extra = [], []
     for name in ("CR", "NR"):
         path = data / f"Data_{name}.csv"
-        timed_results = fits_for(path, priors)
+        timed_results = fits_for(path, il10_priors, liu_priors)
         results = {label: result for label, (result, _) in timed_results.items()}
         for label, (result, seconds) in timed_results.items():
             rows.append(summary_row(name, label, result, seconds))
-            cartkin.write(result, Path(args.outdir) / f"{name}_{label.split()[0]}{'_car' if 'only' in label else ''}")
+            suffix = "_car" if "only" in label else "_map" if "MAP" in label else ""
+            cartkin.write(result, Path(args.outdir) / f"{name}_{label.split()[0]}{suffix}")
         joint = results["liu2022"]
         part = car_t_part(joint)
         n_car = len(joint.fits) * len(LIU_FREE) + 1
