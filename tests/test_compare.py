@@ -232,6 +232,8 @@ def test_cli_models_and_simulate(tmp_path, capsys):
     (["simulate", "--dose", "-5", "--per-kg"], "must not be negative"),
     (["simulate", "--days", "-1"], "--days"),
     (["simulate", "--param", "rho=nan"], "finite"),
+    (["simulate", "--param", "rho=1,5"], "'5': expected NAME=VALUE"),        # a decimal comma is not taken
+    (["simulate", "--param", "rho=1,rho=2"], "rho is given twice"),
     (["compare", "missing.toml"], "scenario file not found"),
     (["simulate", "--dose", "abc"], "invalid float value: 'abc'"),
     (["simulate", "--dose", "-1e5", "--per-kg"], "--dose=-1e5"),
@@ -275,3 +277,15 @@ def test_summary_headers_carry_the_model_units(result):
     assert model.unit("il10") == "pg/mL" and model.unit("E") == "cells/µL"
     with pytest.raises(CartkinError, match="unknown observable or state 'zz'"):
         model.unit("zz")
+
+
+def test_cli_parameters_repeated_or_comma_separated_are_the_same(tmp_path):
+    """--param a=1,b=2 is --param a=1 --param b=2 (as for --fix, --sigma, --prior and --map)."""
+    base = ["simulate", "--model", "liu2022", "--days", "20"]
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    assert main(base + ["--param", "rTA0=1.1,lTA0=0.2", "-o", str(one)]) == 0
+    assert main(base + ["--param", "rTA0=1.1", "--param", "lTA0=0.2", "-o", str(two)]) == 0
+    default = tmp_path / "default.csv"
+    assert main(base + ["-o", str(default)]) == 0
+    assert one.read_text() == two.read_text() != default.read_text()
+

@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, default=365.0, help="horizon in days (default 365)")
     p.add_argument("--step", type=float, default=0.25, help="output interval in days (default 0.25)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="set a parameter (repeatable)")
+                   help="set a parameter (repeatable or comma-separated)")
     _solver_options(p)
     p.add_argument("-o", "--output", default="simulation.csv", help="CSV file to write (default simulation.csv)")
     p.add_argument("--plot", help="also write a PNG figure of the observables")
@@ -136,12 +136,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default="drop", choices=("drop", "zeros", "keep"),
                    help="pre-dose observations: drop all (default), drop only zeros, or keep")
     p.add_argument("--estimate", help="comma-separated parameters to estimate (default: the model's default set)")
-    p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE", help="fix a parameter")
+    p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix a parameter (repeatable or comma-separated)")
     p.add_argument("--error", default="proportional", choices=error_model_names(), metavar="MODEL",
                    help="residual error model: proportional (default; additive on the log scale), additive, "
                    "combined1 (sd = a + b*f), combined2 (sd = sqrt(a^2 + b^2*f^2); also called combined)")
     p.add_argument("--sigma", action="append", default=[], metavar="NAME=VALUE",
-                   help="fix a residual SD, e.g. sigma_nTA=0.5")
+                   help="fix a residual SD, e.g. sigma_nTA=0.5 (repeatable or comma-separated)")
     p.add_argument("--pooled-sigma", action="store_true",
                    help="one residual SD per observable shared by all subjects (for sparse subjects)")
     p.add_argument("--profile", default="", metavar="NAMES",
@@ -183,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sbml", action="store_true", help="SBML Level 3 Version 2 (the one format so far)")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="set a parameter's default value (repeatable)")
+                   help="set a parameter's default value (repeatable or comma-separated)")
     p.add_argument("--dose", type=float, help="include a day-0 dose in cells/kg as the initial condition "
                    "(other dosing is not exported)")
     p.set_defaults(run=_export)
@@ -234,8 +235,11 @@ def _models(args) -> int:
 
 
 def _parse_params(items: list[str], flag: str = "--param") -> dict[str, float]:
+    """NAME=VALUE items, repeated or comma-separated (`--fix a=1 --fix b=2` or `--fix a=1,b=2`)."""
     params = {}
-    for item in items:
+    for item in (part.strip() for entry in items for part in entry.split(",")):
+        if not item:
+            continue
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name:
