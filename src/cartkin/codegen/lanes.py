@@ -28,7 +28,7 @@ ENTRY_TEMPLATE = '''
 @njit(cache=True, nogil=True, error_model="numpy")
 def finish_stiff(t, seg, stops, n_stops, ts, y, p, h, options, t_out, k, out, counters, ev_t, deltas, ev):
     functions = (rhs, jac, dfdt, lu_factor, lu_solve)
-    return _finish_stiff(_stiff, functions, t, seg, stops, n_stops, ts, y, p, h, options, t_out, k, out, counters,
+    return _finish_stiff(stiff_bound, functions, t, seg, stops, n_stops, ts, y, p, h, options, t_out, k, out, counters,
                          ev_t, deltas, ev)
 
 
@@ -95,8 +95,7 @@ def generate_lane_source(model: Model, lanes: int) -> str:
         "warnings.filterwarnings('ignore', message='First-class function type feature is experimental')",
         "",
         f"from {base} import (rhs, jac, dfdt, lu_factor, lu_solve, initial, dose_increments, breakpoints,",
-        "                     N_BREAKPOINTS, WEIGHT_INDEX, NONNEGATIVE)",
-        "from cartkin.solve.methods.rodas import advance as _stiff",
+        "                     N_BREAKPOINTS, WEIGHT_INDEX, NONNEGATIVE, stiff_bound)",
         "from cartkin.solve.lanes import finish_stiff as _finish_stiff, solve_lanes as _solve_lanes",
         "",
         f"MODEL_NAME = {model.name!r}",

@@ -51,8 +51,8 @@ def finish_stiff(stiff, functions, t, seg, stops, n_stops, ts, y, p, h, method_o
     """The rest of `integrate` for a subject whose explicit method reported stiffness at t in segment seg
     (ts that segment's midpoint): the stiff method to the end, doses between segments. (status, t).
 
-    Each model's lane module compiles it as a function of its own (`finish_stiff`), which the lockstep
-    kernel calls: inlined there, Rodas4 doubled the kernel's compile time."""
+    stiff: the model's `stiff_bound` (its generated module compiles the stiff method once, for the scalar
+    kernel and this one: inlined into the lockstep kernel, Rodas4 doubled that kernel's compile time)."""
     n_ev = ev_t.size
     t_stop = stops[seg]
     code, t, h, k = stiff(functions, t, t_stop, y, p, ts, h, method_options, t_out, k, out, counters, False)
