@@ -15,7 +15,7 @@ from cartkin.errors import CartkinError
 from cartkin.simulation import run
 from cartkin.solve import status as st
 from cartkin.solve.common import N_JAC
-from cartkin.solve.events import PER_KG, Events
+from cartkin.solve.events import AMOUNT, PER_KG, Events
 from cartkin.solve.solver import Solver
 
 W = lane_width()
@@ -34,11 +34,11 @@ def parameter_rows(model, n, seed, spread=0.4):
     return P
 
 
-def doses(times, amounts):
-    """Per-kg infusions at the given days."""
+def doses(times, amounts, kind=PER_KG, target=0):
+    """Infusions at the given days: per kg (the model's dose input), or AMOUNTs added to state `target`."""
     k = len(times)
     return Events(np.asarray(times, dtype=float), np.asarray(amounts, dtype=float),
-                  np.full(k, PER_KG, dtype=np.int64), np.zeros(k, dtype=np.int64))
+                  np.full(k, kind, dtype=np.int64), np.full(k, target, dtype=np.int64))
 
 
 def solve_both(model, P, times, events, **solver):
@@ -111,7 +111,8 @@ def test_liu2022_and_stein2019_lockstep_equal_scalar():
     n = W + 3
     P = parameter_rows(liu, n, seed=5)
     times = [np.linspace(0.0, 60.0, 13)] * n
-    events = [doses([0.0, 0.25 * i], [1.0, 0.5]) for i in range(n)]
+    nta = liu.state_index("nTA")
+    events = [doses([0.0, 0.25 * i, 7.0 + i], [1.0, 0.5, 2.0], AMOUNT, nta) for i in range(n)]  # extra CAR T
     assert_identical(*solve_both(liu, P, times, events))
     stein = cartkin.load_model("stein2019")
     n = 2 * W - 1

@@ -106,6 +106,9 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
     F = np.zeros(n_calls * W)
     PL = np.zeros(n_par * W)
     TT = np.zeros(W)   # stage times
+    # the lane count as a run-time value for rhs_lanes: called with the literal W, numba compiles it for a
+    # literal trip count, which LLVM unrolls into scalar code instead of vectorising
+    w = TT.size
     TNEW = np.zeros(W)
     TS = np.zeros(W)   # segment midpoints
     TSTOP = np.zeros(W)  # segment ends
@@ -310,27 +313,27 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
         for i in range(n):
             for l in range(W):
                 YS[i * W + l] = Y[i * W + l] + H[l] * A21 * K[i * W + l]
-        rhs_lanes(TT, YS, PL, TS, K[1 * n * W:2 * n * W], F, W)
+        rhs_lanes(TT, YS, PL, TS, K[1 * n * W:2 * n * W], F, w)
         for l in range(W):
             TT[l] = T[l] + C3 * H[l]
         for i in range(n):
             for l in range(W):
                 YS[i * W + l] = Y[i * W + l] + H[l] * (A31 * K[i * W + l] + A32 * K[(n + i) * W + l])
-        rhs_lanes(TT, YS, PL, TS, K[2 * n * W:3 * n * W], F, W)
+        rhs_lanes(TT, YS, PL, TS, K[2 * n * W:3 * n * W], F, w)
         for l in range(W):
             TT[l] = T[l] + C4 * H[l]
         for i in range(n):
             for l in range(W):
                 YS[i * W + l] = Y[i * W + l] + H[l] * (A41 * K[i * W + l] + A42 * K[(n + i) * W + l]
                                                       + A43 * K[(2 * n + i) * W + l])
-        rhs_lanes(TT, YS, PL, TS, K[3 * n * W:4 * n * W], F, W)
+        rhs_lanes(TT, YS, PL, TS, K[3 * n * W:4 * n * W], F, w)
         for l in range(W):
             TT[l] = T[l] + C5 * H[l]
         for i in range(n):
             for l in range(W):
                 YS[i * W + l] = Y[i * W + l] + H[l] * (A51 * K[i * W + l] + A52 * K[(n + i) * W + l]
                                                       + A53 * K[(2 * n + i) * W + l] + A54 * K[(3 * n + i) * W + l])
-        rhs_lanes(TT, YS, PL, TS, K[4 * n * W:5 * n * W], F, W)
+        rhs_lanes(TT, YS, PL, TS, K[4 * n * W:5 * n * W], F, w)
         for l in range(W):
             TNEW[l] = TSTOP[l] if LAST[l] else T[l] + H[l]
         for i in range(n):
@@ -338,13 +341,13 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
                 YS[i * W + l] = Y[i * W + l] + H[l] * (A61 * K[i * W + l] + A62 * K[(n + i) * W + l]
                                                       + A63 * K[(2 * n + i) * W + l] + A64 * K[(3 * n + i) * W + l]
                                                       + A65 * K[(4 * n + i) * W + l])
-        rhs_lanes(TNEW, YS, PL, TS, K[5 * n * W:6 * n * W], F, W)
+        rhs_lanes(TNEW, YS, PL, TS, K[5 * n * W:6 * n * W], F, w)
         for i in range(n):
             for l in range(W):
                 YN[i * W + l] = Y[i * W + l] + H[l] * (B1 * K[i * W + l] + B3 * K[(2 * n + i) * W + l]
                                                       + B4 * K[(3 * n + i) * W + l] + B5 * K[(4 * n + i) * W + l]
                                                       + B6 * K[(5 * n + i) * W + l])
-        rhs_lanes(TNEW, YN, PL, TS, K[6 * n * W:7 * n * W], F, W)
+        rhs_lanes(TNEW, YN, PL, TS, K[6 * n * W:7 * n * W], F, w)
         # error norm per lane (common.error_norm: states summed in order)
         for l in range(W):
             ERR[l] = 0.0
