@@ -3,7 +3,7 @@
 Run by hand (not in tests):
     python benchmarks/bench_lockstep.py [--parts simulate,asm,population,saem] [--subjects 2000] [--repeats 3]
 
-simulate: µs per one-year subject (365 days, 30 output times, method auto) of `simulate_batch` on one numba
+simulate: µs per one-year subject (365 days, 30 output times, --method auto or dopri5) of `simulate_batch` on one numba
     thread, scalar kernel (`Solver(lanes=1)`) against the lockstep kernel for each --lanes, on the calling
     thread's CPU clock (`time.thread_time`: on a shared machine the wall time also counts the waits for a
     core), median of --repeats; scipy `solve_ivp(LSODA)` with the same numba-compiled RHS and Jacobian on
@@ -93,7 +93,8 @@ def simulate(args) -> None:
     numba.set_num_threads(1)
     times = np.linspace(0, 365, 30)
     widths = [int(w) for w in args.lanes.split(",")]
-    print("\n| model | rtol / atol | mean steps | scalar µs (CPU) | " + " | ".join(
+    print(f"\nmethod {args.method}\n")
+    print("| model | rtol / atol | mean steps | scalar µs (CPU) | " + " | ".join(
         f"lockstep W={w} µs (CPU)" for w in widths) + " | " + " | ".join(
         f"occupancy W={w} | ns per lane-step W={w}" for w in widths)
         + " | scipy LSODA µs (CPU) | LSODA / lockstep W=" + str(widths[-1]) + " | identical | load |")
@@ -111,7 +112,7 @@ def simulate(args) -> None:
             results, cpu = {}, {}
             for _ in range(args.repeats):  # alternate the kernels, so a change of load hits all of them
                 for w in [1] + widths:
-                    solver = cartkin.Solver(rtol=rtol, atol=atol, lanes=w)
+                    solver = cartkin.Solver(args.method, rtol=rtol, atol=atol, lanes=w)
                     c0 = time.thread_time()
                     results[w] = cartkin.simulate_batch(model, regimen, times, P, solver=solver, progress=False)
                     cpu.setdefault(w, []).append(time.thread_time() - c0)
@@ -122,7 +123,8 @@ def simulate(args) -> None:
                             and np.array_equal(results[w].states, ref.states, equal_nan=True) for w in widths)
             usage_cells = []
             for w in widths:
-                usage, seconds = lane_usage(model, w, P, times, regimen, cartkin.Solver(rtol=rtol, atol=atol))
+                usage, seconds = lane_usage(model, w, P, times, regimen,
+                                            cartkin.Solver(args.method, rtol=rtol, atol=atol))
                 usage_cells.append(f"{usage[1] / usage[0]:.3f} | {seconds / usage[0] * 1e9:.0f}")
             lsoda = scipy_lsoda(model, mod, P[:args.scipy_subjects], times, regimen, rtol, atol) * 1e6
             print(f"| {name} | {rtol:g} / {atol:g} | {ref.counters[:, 0].mean():.0f} | {us[1]:.1f} | "
@@ -223,6 +225,7 @@ def main() -> None:
     ap.add_argument("--models", default="il10,liu2022,stein2019")
     ap.add_argument("--tolerances", default="1e-6:1e-9,1e-4:1e-6")
     ap.add_argument("--lanes", default="4,8")
+    ap.add_argument("--method", default="auto", help="auto or dopri5 (the simulate part)")
     ap.add_argument("--population-subjects", type=int, default=1_000_000)
     ap.add_argument("--population-scalar", action="store_true", help="also run the population with lanes=1")
     ap.add_argument("--saem-runs", type=int, default=1, help="pairs of (scalar, lockstep) fits")

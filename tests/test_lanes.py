@@ -107,6 +107,8 @@ def test_il10_lockstep_equals_scalar(method):
 
 
 def test_liu2022_and_stein2019_lockstep_equal_scalar():
+    """liu2022 with extra doses on different days; stein2019 with its switch at Tmax (a breakpoint, and the
+    segment midpoint ts in each lane's right-hand side) and a negative-state failure in every other subject."""
     liu = cartkin.load_model("liu2022")
     n = W + 3
     P = parameter_rows(liu, n, seed=5)
@@ -118,9 +120,13 @@ def test_liu2022_and_stein2019_lockstep_equal_scalar():
     n = 2 * W - 1
     P = parameter_rows(stein, n, seed=6)
     times = [np.linspace(0.0, 40.0, 21)] * n  # Tmax (a breakpoint and the ts switch) inside the horizon
-    scalar, lanes = solve_both(stein, P, times, [Events.empty()] * n)
+    # odd subjects lose more E than they have on day 15 + i: the negative-state check ends them
+    e = stein.state_index("E")
+    events = [doses([15.0 + i], [-1e9], AMOUNT, e) if i % 2 else Events.empty() for i in range(n)]
+    scalar, lanes = solve_both(stein, P, times, events)
     assert_identical(scalar, lanes)
-    assert (scalar[2] == st.SUCCESS).all()
+    assert (scalar[2][0::2] == st.SUCCESS).all()
+    assert (scalar[2][1::2] == st.NEGATIVE_STATE).all()
 
 
 def test_same_numbers_for_any_threads_and_chunks(monkeypatch):

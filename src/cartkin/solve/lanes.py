@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from . import status
-from .common import N_ACCEPTED, N_REJECTED, N_RHS, N_STEPS, all_finite, initial_step, negative_state
+from .common import N_ACCEPTED, N_REJECTED, N_RHS, N_STEPS, all_finite, initial_step
 from .driver import AUTO, EXPLICIT
 from .events import FLAT, PER_KG
 from .methods.dopri5 import (A21, A31, A32, A41, A42, A43, A51, A52, A53, A54, A61, A62, A63, A64, A65, B1, B3,
@@ -129,10 +129,15 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
     EV = np.zeros(W, dtype=np.int64)    # next event
     STOPS = np.zeros((W, max_ev + n_breakpoints + 1))
     DELTAS = np.zeros((W, max(max_ev, 1), n))
-    PEAK = np.zeros((W, n))
+    PEAK = np.zeros(n * W)  # running peak of each state (negative-state check), lane rows
+    ACC = np.zeros(W, dtype=np.bool_)
+    BAD = np.zeros(W, dtype=np.bool_)
+    NUM = np.zeros(W)
+    DEN = np.zeros(W)
     # scratch for one lane
     y = np.empty(n)
     y_new = np.empty(n)
+    peak_lane = np.empty(n)
     f0 = np.empty(n)
     Kl = np.empty((7, n))
     inc = np.zeros((2, n))
@@ -219,7 +224,7 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
                         KO[l] = k
                         EV[l] = ev
                         for j in range(n):
-                            PEAK[l, j] = max(y[j], 0.0)
+                            PEAK[j * W + l] = max(y[j], 0.0)
                             Y[j * W + l] = y[j]
                         for q in range(n_par):
                             PL[q * W + l] = p[q]
@@ -361,6 +366,53 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
                 ERR[l] += r * r
         for l in range(W):
             ERR[l] = math.sqrt(ERR[l] / n)
+        # accepted lanes: dense output first (it reads the step's start), lane by lane
+        for l in range(W):
+            ACC[l] = PHASE[l] == READY and ERR[l] <= 1.0  # False for a non-finite error too
+            if ACC[l]:
+                s = SUB[l]
+                t_new = TNEW[l]
+                a, b = t_offsets[s], t_offsets[s + 1]
+                k = KO[l]
+                while a + k < b and t_out[a + k] <= t_new:
+                    if t_out[a + k] == t_new:
+                        for i in range(n):
+                            out[a + k, i] = YN[i * W + l]
+                    else:
+                        for j in range(7):
+                            for i in range(n):
+                                Kl[j, i] = K[(j * n + i) * W + l]
+                        for i in range(n):
+                            y[i] = Y[i * W + l]
+                        _dense(Kl, y, H[l], (t_out[a + k] - T[l]) / H[l], out[a + k])
+                    k += 1
+                KO[l] = k
+        # then, for all lanes together (used by the accepted ones): common.negative_state with each lane's
+        # running peak, dopri5's stiffness sums, and the new state and first stage. A lane that fails or
+        # turns stiff here ends its subject, so its overwritten rows are never read.
+        for l in range(W):
+            BAD[l] = False
+            NUM[l] = 0.0
+            DEN[l] = 0.0
+        for i in range(n):
+            nonneg = nonnegative[i]
+            for l in range(W):
+                v = YN[i * W + l]
+                peak = PEAK[i * W + l]
+                if ACC[l] and v > peak:
+                    peak = v
+                PEAK[i * W + l] = peak
+                if ACC[l] and nonneg and v < -(10.0 * atol + rtol * peak):
+                    BAD[l] = True
+        for i in range(n):
+            for l in range(W):
+                NUM[l] += (K[(6 * n + i) * W + l] - K[(5 * n + i) * W + l]) ** 2
+                DEN[l] += (YN[i * W + l] - YS[i * W + l]) ** 2
+        for i in range(n):
+            for l in range(W):
+                if ACC[l]:
+                    Y[i * W + l] = YN[i * W + l]
+                    K[i * W + l] = K[(6 * n + i) * W + l]
         # accept or reject, lane by lane
         for l in range(W):
             if PHASE[l] != READY:
@@ -383,51 +435,33 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
             elif e <= 1.0:
                 counters[s, N_ACCEPTED] += 1
                 t_new = TNEW[l]
-                a, b = t_offsets[s], t_offsets[s + 1]
-                k = KO[l]
-                while a + k < b and t_out[a + k] <= t_new:
-                    if t_out[a + k] == t_new:
-                        for i in range(n):
-                            out[a + k, i] = YN[i * W + l]
-                    else:
-                        for j in range(7):
-                            for i in range(n):
-                                Kl[j, i] = K[(j * n + i) * W + l]
-                        for i in range(n):
-                            y[i] = Y[i * W + l]
-                        _dense(Kl, y, h, (t_out[a + k] - t) / h, out[a + k])
-                    k += 1
-                KO[l] = k
-                for i in range(n):
-                    y_new[i] = YN[i * W + l]
                 code = -1
-                if negative_state(y_new, nonnegative, PEAK[l], rtol, atol):
+                if BAD[l]:
                     code = status.NEGATIVE_STATE
                     t = t_new
                 elif detect_stiff:
-                    num = 0.0
-                    den = 0.0
-                    for i in range(n):
-                        num += (K[(6 * n + i) * W + l] - K[(5 * n + i) * W + l]) ** 2
-                        den += (YN[i * W + l] - YS[i * W + l]) ** 2
+                    num = NUM[l]
+                    den = DEN[l]
                     if den > 0.0 and h * math.sqrt(num / den) > 3.25:
                         NNON[l] = 0
                         NSTIFF[l] += 1
                         if NSTIFF[l] == 15:
                             # the rest of this subject with the stiff method, from exactly here
+                            a, b = t_offsets[s], t_offsets[s + 1]
                             c, d = ev_offsets[s], ev_offsets[s + 1]
-                            method_options = (rtol, atol, max_steps, nonnegative, PEAK[l])
+                            for i in range(n):
+                                y_new[i] = YN[i * W + l]
+                                peak_lane[i] = PEAK[i * W + l]
+                            method_options = (rtol, atol, max_steps, nonnegative, peak_lane)
                             code, t = finish(t_new, SEG[l], STOPS[l], NST[l], TS[l], y_new, P[s], h, method_options,
-                                             t_out[a:b], k, out[a:b], counters[s], ev_t_all[c:d], DELTAS[l], EV[l])
+                                             t_out[a:b], KO[l], out[a:b], counters[s], ev_t_all[c:d], DELTAS[l],
+                                             EV[l])
                     else:
                         NNON[l] += 1
                         if NNON[l] == 6:
                             NSTIFF[l] = 0
                 if code < 0:
                     T[l] = t_new
-                    for i in range(n):
-                        Y[i * W + l] = YN[i * W + l]
-                        K[i * W + l] = K[(6 * n + i) * W + l]
                     # PI step-size control
                     log_e = math.log(max(e, 1e-10))
                     fac = 0.9 * math.exp(-0.17 * log_e + 0.04 * LOGP[l])
