@@ -1,276 +1,245 @@
-"""Benchmark: Dormand–Prince over W subjects in lockstep (structure of arrays) against the scalar kernel.
+"""Benchmark: the lockstep kernel (cartkin.solve.lanes) against the scalar kernel, and peers in the same run.
 
-Run by hand (not in tests):  python benchmarks/bench_lockstep.py [--subjects 2000] [--days 40] [--lanes 8]
+Run by hand (not in tests):
+    python benchmarks/bench_lockstep.py [--parts simulate,asm,population,saem] [--subjects 2000] [--repeats 3]
 
-A measured prototype of issue 16's lockstep kernel for the non-stiff part of a subject, kept here rather
-than in the package: W lanes each hold one subject (its own time, step size, PI error control, step
-counts); every step is attempted for all lanes together (stage combinations, the right-hand side of
-bench_lanes.py and the error norm run as loops over the lanes, which LLVM vectorises), then accepted or
-rejected lane by lane; a finished lane takes the next subject, so lanes stay busy. The arithmetic of
-every lane is that of cartkin.solve.methods.dopri5 in the same order, so each lane must reproduce the
-scalar kernel bit for bit: the script checks that against `simulate_batch(method="dopri5")` (same step
-counts, outputs equal), and times both on the calling thread's CPU clock (median of --repeats).
-
-Scope of the prototype: one dose at day 0, no breakpoints, dopri5 only (no stiffness switch, no
-negative-state check), il10 over the first --days days (the expansion, where auto stays with dopri5).
-It reports lane occupancy: the share of lane-steps that advanced a subject (the rest are lanes left
-idle at the end, when no subject is left to take).
+simulate: µs per one-year subject (365 days, 30 output times, --method auto or dopri5) of `simulate_batch` on one numba
+    thread, scalar kernel (`Solver(lanes=1)`) against the lockstep kernel for each --lanes, on the calling
+    thread's CPU clock (`time.thread_time`: on a shared machine the wall time also counts the waits for a
+    core), median of --repeats; scipy `solve_ivp(LSODA)` with the same numba-compiled RHS and Jacobian on
+    --scipy-subjects of them in the same run. Each lockstep run is checked against the scalar one: same
+    status, step counters and outputs (max abs difference, must be 0). Lane occupancy (lane-steps that
+    advanced a subject / lane-steps attempted) and the CPU time per lane-step attempted come from one call
+    of the lane kernel on all subjects (its `usage` counters). Subjects: bench_models.parameters (il10:
+    bench_simulate's virtual patients with 1e5 cells/kg; liu2022, stein2019: CV 20% around the defaults).
+asm: the packed and scalar double-precision arithmetic instructions in the assembly of each model's W-lane
+    right-hand side and lockstep kernel as the kernel compiles them (numba's `inspect_asm`), and the vector
+    registers they use; numba keeps no assembly for code loaded from its cache, so run this part with an
+    empty cache folder (CARTKIN_CACHE_DIR=$(mktemp -d)).
+population: `simulate_summaries` of --population-subjects il10 subjects (bench_population's virtual
+    population, chunks of 16,384) on 2 threads, lockstep, one run: subjects per second.
+saem: `fit_population` on the 21 Liu 2022 patients (bench_saem's set-up) and its `vpc` (200 replicates),
+    wall time with the scalar kernel and with the lockstep kernel, one run each.
+Prints Markdown tables with the load average next to each number.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import re
 import statistics
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_lanes import lane_source, load  # noqa: E402
-from bench_simulate import population  # noqa: E402
-
-LOCKSTEP = '''
-from cartkin.solve.methods.dopri5 import (A21, A31, A32, A41, A42, A43, A51, A52, A53, A54, A61, A62, A63,
-                                          A64, A65, B1, B3, B4, B5, B6, C2, C3, C4, C5, E1, E3, E4, E5, E6,
-                                          E7, _dense)
-from cartkin.solve.common import initial_step
+from bench_models import parameters  # noqa: E402
 
 
-@njit(error_model="numpy")
-def lockstep(rhs_lanes, rhs, initial, dose_increments, P, Pl, dose, t_out, rtol, atol, out, steps, lane_steps):
-    """Solve every row of P from day 0 to t_out[-1]; out[s] the states at t_out, steps[s] = (accepted,
-    rejected). Pl: P transposed into lane rows (W per parameter), refilled as lanes take subjects."""
-    n = {n}
-    W = {W}
-    n_sub = P.shape[0]
-    n_out = t_out.size
-    t_end = t_out[n_out - 1]
-    Y = np.empty(n * W)
-    YS = np.empty(n * W)
-    YN = np.empty(n * W)
-    K = np.empty(7 * n * W)
-    F = np.empty({n_calls} * W)
-    T = np.zeros(W)
-    TS = np.zeros(W)
-    H = np.zeros(W)
-    E = np.zeros(W)
-    LOGP = np.zeros(W)
-    REJ = np.zeros(W, dtype=np.bool_)
-    LAST = np.zeros(W, dtype=np.bool_)
-    SUB = -np.ones(W, dtype=np.int64)
-    KO = np.zeros(W, dtype=np.int64)  # next output index per lane
-    y = np.empty(n)
-    f0 = np.empty(n)
-    inc = np.zeros((2, n))
-    Kl = np.empty((7, n))
-    counters = np.zeros(5, dtype=np.int64)
-    next_subject = 0
-    busy = 0
-    # start: fill every lane
-    for l in range(W):
-        if next_subject < n_sub:
-            SUB[l] = next_subject
-            next_subject += 1
-            busy += 1
-    while busy > 0:
-        # (re)start lanes that hold a new subject: initial state, day-0 dose, first derivative, first step
-        for l in range(W):
-            s = SUB[l]
-            if s >= 0 and H[l] == 0.0:
-                p = P[s]
-                for q in range(p.size):
-                    Pl[q * W + l] = p[q]
-                initial(p, y)
-                out[s, 0, :] = y  # the pre-dose sample at day 0
-                dose_increments(p, inc)
-                for i in range(n):
-                    y[i] += dose * inc[0, i]
-                rhs(0.0, y, p, 0.5 * t_end, f0)
-                H[l] = initial_step(rhs, 0.0, y, f0, p, 0.5 * t_end, t_end, 5, rtol, atol, counters)
-                T[l] = 0.0
-                LOGP[l] = math.log(1e-4)
-                REJ[l] = False
-                KO[l] = 1
-                for i in range(n):
-                    Y[i * W + l] = y[i]
-                    K[i * W + l] = f0[i]
-        lane_steps[0] += W
-        lane_steps[1] += busy
-        for l in range(W):
-            if SUB[l] >= 0:
-                if T[l] + 1.01 * H[l] >= t_end:
-                    H[l] = t_end - T[l]
-                    LAST[l] = True
-                else:
-                    LAST[l] = False
-        # stages 2..7 for all lanes (idle lanes compute on their last values and are ignored)
-        for l in range(W):
-            TS[l] = T[l] + C2 * H[l]
-        for i in range(n):
-            for l in range(W):
-                YS[i * W + l] = Y[i * W + l] + H[l] * A21 * K[i * W + l]
-        rhs_lanes(TS, YS, Pl, K[1 * n * W:2 * n * W], F, W)
-        for l in range(W):
-            TS[l] = T[l] + C3 * H[l]
-        for i in range(n):
-            for l in range(W):
-                YS[i * W + l] = Y[i * W + l] + H[l] * (A31 * K[i * W + l] + A32 * K[(n + i) * W + l])
-        rhs_lanes(TS, YS, Pl, K[2 * n * W:3 * n * W], F, W)
-        for l in range(W):
-            TS[l] = T[l] + C4 * H[l]
-        for i in range(n):
-            for l in range(W):
-                YS[i * W + l] = Y[i * W + l] + H[l] * (A41 * K[i * W + l] + A42 * K[(n + i) * W + l]
-                                                      + A43 * K[(2 * n + i) * W + l])
-        rhs_lanes(TS, YS, Pl, K[3 * n * W:4 * n * W], F, W)
-        for l in range(W):
-            TS[l] = T[l] + C5 * H[l]
-        for i in range(n):
-            for l in range(W):
-                YS[i * W + l] = Y[i * W + l] + H[l] * (A51 * K[i * W + l] + A52 * K[(n + i) * W + l]
-                                                      + A53 * K[(2 * n + i) * W + l] + A54 * K[(3 * n + i) * W + l])
-        rhs_lanes(TS, YS, Pl, K[4 * n * W:5 * n * W], F, W)
-        for l in range(W):
-            TS[l] = t_end if LAST[l] else T[l] + H[l]
-        for i in range(n):
-            for l in range(W):
-                YS[i * W + l] = Y[i * W + l] + H[l] * (A61 * K[i * W + l] + A62 * K[(n + i) * W + l]
-                                                      + A63 * K[(2 * n + i) * W + l] + A64 * K[(3 * n + i) * W + l]
-                                                      + A65 * K[(4 * n + i) * W + l])
-        rhs_lanes(TS, YS, Pl, K[5 * n * W:6 * n * W], F, W)
-        for i in range(n):
-            for l in range(W):
-                YN[i * W + l] = Y[i * W + l] + H[l] * (B1 * K[i * W + l] + B3 * K[(2 * n + i) * W + l]
-                                                      + B4 * K[(3 * n + i) * W + l] + B5 * K[(4 * n + i) * W + l]
-                                                      + B6 * K[(5 * n + i) * W + l])
-        rhs_lanes(TS, YN, Pl, K[6 * n * W:7 * n * W], F, W)
-        # error norm per lane, summed over states in the scalar kernel's order
-        for l in range(W):
-            E[l] = 0.0
-        for i in range(n):
-            for l in range(W):
-                err = H[l] * (E1 * K[i * W + l] + E3 * K[(2 * n + i) * W + l] + E4 * K[(3 * n + i) * W + l]
-                              + E5 * K[(4 * n + i) * W + l] + E6 * K[(5 * n + i) * W + l]
-                              + E7 * K[(6 * n + i) * W + l])
-                sk = atol + rtol * max(abs(Y[i * W + l]), abs(YN[i * W + l]))
-                r = err / sk
-                E[l] += r * r
-        for l in range(W):
-            E[l] = math.sqrt(E[l] / n)
-        # accept or reject, lane by lane
-        for l in range(W):
-            s = SUB[l]
-            if s < 0:
-                continue
-            e = E[l]
-            h = H[l]
-            if e <= 1.0:
-                steps[s, 0] += 1
-                t_new = TS[l]
-                while KO[l] < n_out and t_out[KO[l]] <= t_new:
-                    k = KO[l]
-                    if t_out[k] == t_new:
-                        for i in range(n):
-                            out[s, k, i] = YN[i * W + l]
-                    else:
-                        for j in range(7):
-                            for i in range(n):
-                                Kl[j, i] = K[(j * n + i) * W + l]
-                        for i in range(n):
-                            y[i] = Y[i * W + l]
-                        _dense(Kl, y, h, (t_out[k] - T[l]) / h, out[s, k])
-                    KO[l] = k + 1
-                T[l] = t_new
-                for i in range(n):
-                    Y[i * W + l] = YN[i * W + l]
-                    K[i * W + l] = K[(6 * n + i) * W + l]
-                log_e = math.log(max(e, 1e-10))
-                fac = 0.9 * math.exp(-0.17 * log_e + 0.04 * LOGP[l])
-                fac = min(10.0, max(0.2, fac))
-                if REJ[l]:
-                    fac = min(fac, 1.0)
-                LOGP[l] = max(log_e, math.log(1e-4))
-                H[l] = h * fac
-                REJ[l] = False
-                if not (T[l] < t_end):  # finished: take the next subject
-                    H[l] = 0.0
-                    if next_subject < n_sub:
-                        SUB[l] = next_subject
-                        next_subject += 1
-                    else:
-                        SUB[l] = -1
-                        busy -= 1
-            else:
-                steps[s, 1] += 1
-                H[l] = h * max(0.2, 0.9 * e ** -0.2)
-                REJ[l] = True
-'''
+def load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def scipy_lsoda(model, mod, P, times, regimen, rtol, atol) -> float:
+    """CPU seconds per subject of solve_ivp(LSODA) with the model's numba rhs and Jacobian."""
+    from scipy.integrate import solve_ivp
+    n = model.n_states()
+    f = np.empty(n)
+    cpu = time.thread_time()
+    for p in P:
+        y0 = np.empty(n)
+        mod.initial(p, y0)
+        inc = np.zeros((2, n))
+        mod.dose_increments(p, inc)
+        for dose in regimen:
+            y0 += dose.dose_per_kg * inc[0]
+
+        def rhs(t, y, p=p):
+            mod.rhs(t, y, p, t, f)
+            return f.copy()
+
+        def jac(t, y, p=p):
+            J = np.empty((n, n))
+            mod.jac(t, y, p, t, J)
+            return J
+        solve_ivp(rhs, (0, times[-1]), y0, method="LSODA", t_eval=times, rtol=rtol, atol=atol, jac=jac)
+    return (time.thread_time() - cpu) / P.shape[0]
+
+
+def lane_usage(model, lanes, P, times, regimen, solver):
+    """(usage counters, CPU seconds) of one lockstep kernel call on all subjects."""
+    from cartkin.codegen.lanes import compile_lanes
+    from cartkin.solve.common import N_COUNTERS
+    from cartkin.solve.events import EventTable
+    n = P.shape[0]
+    kernel = compile_lanes(model, lanes).batch_solve_lanes
+    out = np.empty((n * times.size, model.n_states()))
+    codes = np.zeros(n, dtype=np.int64)
+    t_fail = np.zeros(n)
+    counters = np.zeros((n, N_COUNTERS), dtype=np.int64)
+    usage = np.zeros(2, dtype=np.int64)
+    c0 = time.thread_time()
+    kernel(solver.mode, P, np.tile(times, n), np.arange(n + 1, dtype=np.int64) * times.size,
+           tuple(EventTable.repeat(regimen.events(model), n)), solver.options, out, codes, t_fail, counters, usage)
+    return usage, time.thread_time() - c0
+
+
+def simulate(args) -> None:
+    import cartkin
+    from cartkin.codegen import compile_model
+    import numba
+    numba.set_num_threads(1)
+    times = np.linspace(0, 365, 30)
+    widths = [int(w) for w in args.lanes.split(",")]
+    print(f"\nmethod {args.method}\n")
+    print("| model | rtol / atol | mean steps | scalar µs (CPU) | " + " | ".join(
+        f"lockstep W={w} µs (CPU)" for w in widths) + " | " + " | ".join(
+        f"occupancy W={w} | ns per lane-step W={w}" for w in widths)
+        + " | scipy LSODA µs (CPU) | LSODA / lockstep W=" + str(widths[-1]) + " | identical | load |")
+    print("|" + "---|" * (6 + 3 * len(widths) + 1))
+    for name in args.models.split(","):
+        model = cartkin.load_model(name)
+        mod = compile_model(model)
+        regimen = cartkin.Regimen.single(1e5) if model.dose is not None else cartkin.Regimen.none()
+        P = parameters(model, args.subjects)
+        for w in [1] + widths:  # compile / load every kernel first
+            cartkin.simulate_batch(model, regimen, times, P[:2 * w], progress=False,
+                                   solver=cartkin.Solver(lanes=w))
+        for pair in args.tolerances.split(","):
+            rtol, atol = (float(x) for x in pair.split(":"))
+            results, cpu = {}, {}
+            for _ in range(args.repeats):  # alternate the kernels, so a change of load hits all of them
+                for w in [1] + widths:
+                    solver = cartkin.Solver(args.method, rtol=rtol, atol=atol, lanes=w)
+                    c0 = time.thread_time()
+                    results[w] = cartkin.simulate_batch(model, regimen, times, P, solver=solver, progress=False)
+                    cpu.setdefault(w, []).append(time.thread_time() - c0)
+            us = {w: statistics.median(c) / args.subjects * 1e6 for w, c in cpu.items()}
+            ref = results[1]
+            identical = all(np.array_equal(results[w].codes, ref.codes)
+                            and np.array_equal(results[w].counters, ref.counters)
+                            and np.array_equal(results[w].states, ref.states, equal_nan=True) for w in widths)
+            usage_cells = []
+            for w in widths:
+                usage, seconds = lane_usage(model, w, P, times, regimen,
+                                            cartkin.Solver(args.method, rtol=rtol, atol=atol))
+                usage_cells.append(f"{usage[1] / usage[0]:.3f} | {seconds / usage[0] * 1e9:.0f}")
+            lsoda = scipy_lsoda(model, mod, P[:args.scipy_subjects], times, regimen, rtol, atol) * 1e6
+            print(f"| {name} | {rtol:g} / {atol:g} | {ref.counters[:, 0].mean():.0f} | {us[1]:.1f} | "
+                  + " | ".join(f"{us[w]:.1f} ({us[1] / us[w]:.2f}×)" for w in widths) + " | "
+                  + " | ".join(usage_cells) + f" | {lsoda:.0f} | {lsoda / us[widths[-1]]:.0f}× | "
+                  f"{'yes' if identical else 'NO'} | {load()} |", flush=True)
+
+
+def assembly(args) -> None:
+    """Packed and scalar arithmetic in the code the lockstep kernel runs. numba keeps no assembly for
+    functions loaded from its cache: run this part with an empty cache folder (CARTKIN_CACHE_DIR)."""
+    import cartkin
+    from cartkin.codegen.lanes import compile_lanes
+    print("\n| model | W | lane rhs: packed arithmetic (registers) | lane rhs: scalar arithmetic | "
+          "lockstep kernel: packed (registers) / scalar arithmetic |")
+    print("|---|---|---|---|---|")
+    arith = r"(add|sub|mul|div|fmadd\w*|fmsub\w*|fnmadd\w*|max|min)"
+    times = np.linspace(0, 30, 4)
+    for name in args.models.split(","):
+        model = cartkin.load_model(name)
+        regimen = cartkin.Regimen.single(1e5) if model.dose is not None else cartkin.Regimen.none()
+        for w in (int(x) for x in args.lanes.split(",")):
+            P = parameters(model, 2 * w)
+            cartkin.simulate_batch(model, regimen, times, P, progress=False, solver=cartkin.Solver(lanes=w))
+            module = compile_lanes(model, w)
+            cells = []
+            for fn in (module.rhs_lanes, module.batch_solve_lanes):
+                if not fn.signatures:
+                    cells.append(("loaded from the cache", ""))
+                    continue
+                asm = fn.inspect_asm(fn.signatures[0])
+                ops = re.findall(r"^\s+(v\w+)\s+([^\n]*)", asm, flags=re.M)
+                packed = [a for o, a in ops if re.fullmatch(r"v" + arith + "pd", o)]
+                regs = sorted({r for a in packed for r in re.findall(r"([xyz]mm)\d", a)})
+                scalar = [o for o, _ in ops if re.fullmatch(r"v" + arith + "sd", o)]
+                cells.append((f"{len(packed)} ({', '.join(regs)})", str(len(scalar))))
+            (rhs_packed, rhs_scalar), (kernel_packed, kernel_scalar) = cells
+            print(f"| {name} | {w} | {rhs_packed} | {rhs_scalar} | {kernel_packed} / {kernel_scalar} |", flush=True)
+
+
+def population(args) -> None:
+    import numba
+    import cartkin
+    from cartkin.population import LogNormal
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    n = args.population_subjects
+    pop = cartkin.Population("il10", n=n, seed=2026, variability=cartkin.Variability(cv={
+        "f_blood": 30, "k_act": 30, "rho": 20, "kappa": 30, "k_exh": 30, "k_mem": 30, "delta_E": 30,
+        "delta_M": 30, "r_L": 30, "B0": 30}), covariates={"L0": LogNormal(1000.0, 100.0)})
+    times = np.linspace(0, 365, 30)
+    regimen = cartkin.Regimen.single(dose_per_kg=1e5)
+    cartkin.simulate_summaries("il10", regimen, times, cartkin.Population("il10", n=64), progress=False)
+    print("\n| subjects | threads | kernel | wall time | subjects per second | mean steps | solved | load before / after |")
+    print("|---|---|---|---|---|---|---|---|")
+    for lanes in [None] + ([1] if args.population_scalar else []):
+        before = load()
+        t0 = time.perf_counter()
+        res = cartkin.simulate_summaries("il10", regimen, times, pop, progress=False,
+                                         solver=cartkin.Solver(lanes=lanes))
+        wall = time.perf_counter() - t0
+        kernel = "scalar" if lanes == 1 else "lockstep"
+        print(f"| {n:,} | {numba.get_num_threads()} | {kernel} | {wall:.1f} s | {n / wall:,.0f} | "
+              f"{res.counters[0] / n:.0f} | {int(res.ok.sum()):,} | {before} / {load()} |", flush=True)
+
+
+def saem(args) -> None:
+    import numba
+    import cartkin
+    from cartkin.estimation import fit_population, vpc
+    from bench_saem import LIU
+    from cartkin.data import read_data
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    data = read_data([LIU / "Data_CR.csv", LIU / "Data_NR.csv"], "liu2022",
+                     column_map={"time": "TIME", "y": "DV", "y_ID": "DVID"}, dvid_map={1: "nTA", 2: "nB"},
+                     covariates={"Reg": "nB0"}, censor_floor=0.2, prefix_ids=True)
+    print("\n| kernel | SAEM fit s | of which SAEM iterations s | VPC (200 replicates) s | -2LL | load before / after |")
+    print("|---|---|---|---|---|---|")
+    for lanes in (1, None, 1, None)[:2 * args.saem_runs]:
+        before = load()
+        t0 = time.perf_counter()
+        fit = fit_population("liu2022", data, estimate=["rTA0", "lTA0", "eBp", "nTN0"],
+                             covariate_effects=["rTA0=nB0:power"], seed=0, solver=cartkin.Solver(lanes=lanes))
+        total = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        vpc(fit, replicates=200)
+        check = time.perf_counter() - t1
+        kernel = "scalar" if lanes == 1 else "lockstep"
+        print(f"| {kernel} | {total:.1f} | {fit.timings['saem']:.1f} | {check:.1f} | {fit.ofv:.4f} | "
+              f"{before} / {load()} |", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--parts", default="simulate,asm,population,saem")
     ap.add_argument("--subjects", type=int, default=2000)
-    ap.add_argument("--days", type=float, default=40.0)
-    ap.add_argument("--lanes", default="4,8")
-    ap.add_argument("--rtol", type=float, default=1e-6)
-    ap.add_argument("--atol", type=float, default=1e-9)
+    ap.add_argument("--scipy-subjects", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--models", default="il10,liu2022,stein2019")
+    ap.add_argument("--tolerances", default="1e-6:1e-9,1e-4:1e-6")
+    ap.add_argument("--lanes", default="4,8")
+    ap.add_argument("--method", default="auto", help="auto or dopri5 (the simulate part)")
+    ap.add_argument("--population-subjects", type=int, default=1_000_000)
+    ap.add_argument("--population-scalar", action="store_true", help="also run the population with lanes=1")
+    ap.add_argument("--saem-runs", type=int, default=1, help="pairs of (scalar, lockstep) fits")
     args = ap.parse_args()
     import numba
 
     import cartkin
-    from cartkin.codegen import compile_model
-    numba.set_num_threads(1)
-    model = cartkin.load_model("il10")
-    mod = compile_model(model)
-    n = model.n_states()
-    P = population(model, args.subjects)
-    times = np.linspace(0.0, args.days, 30)
-    dose = 1e5
-    regimen = cartkin.Regimen.single(dose)
-    kw = dict(rtol=args.rtol, atol=args.atol, method="dopri5", progress=False)
-    cartkin.simulate_batch(model, regimen, times, P[:4], **kw)
-    cpu = []
-    for _ in range(args.repeats):
-        c0 = time.thread_time()
-        ref = cartkin.simulate_batch(model, regimen, times, P, **kw)
-        cpu.append(time.thread_time() - c0)
-    scalar = statistics.median(cpu) / args.subjects
-    ref_states = np.stack([ref.subject(i).states for i in range(args.subjects)])
-    ref_steps = ref.counters[:, 1:3]
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, numba {numba.__version__}, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}, load {os.getloadavg()[0]:.1f}; il10, {args.subjects} subjects, "
-          f"days 0-{args.days:g}, rtol {args.rtol:g}, dopri5; mean steps {ref.counters[:, 0].mean():.0f}")
-    print("| kernel | µs per subject (CPU) | speed-up | lane occupancy | same steps as scalar | max abs. difference |")
-    print("|---|---|---|---|---|---|")
-    print(f"| scalar (simulate_batch) | {scalar * 1e6:.1f} | 1.00× | | | |")
-    with tempfile.TemporaryDirectory() as folder:
-        for W in (int(w) for w in args.lanes.split(",")):
-            source, n_calls = lane_source(model, W)
-            lanes = load(source + "\n" + LOCKSTEP.format(n=n, W=W, n_calls=max(n_calls, 1)), folder,
-                         f"lockstep_{W}")
-            Pl = np.empty(P.shape[1] * W)
-            for _ in range(2):  # first call compiles
-                out = np.full((args.subjects, times.size, n), np.nan)
-                steps = np.zeros((args.subjects, 2), dtype=np.int64)
-                occupancy = np.zeros(2, dtype=np.int64)
-                c0 = time.thread_time()
-                lanes.lockstep(lanes.rhs_lanes, mod.rhs, mod.initial, mod.dose_increments, P, Pl, dose, times,
-                               args.rtol, args.atol, out, steps, occupancy)
-                cpu = [time.thread_time() - c0]
-            for _ in range(args.repeats - 1):
-                c0 = time.thread_time()
-                lanes.lockstep(lanes.rhs_lanes, mod.rhs, mod.initial, mod.dose_increments, P, Pl, dose, times,
-                               args.rtol, args.atol, out, np.zeros_like(steps), occupancy)
-                cpu.append(time.thread_time() - c0)
-            t = statistics.median(cpu) / args.subjects
-            same = bool(np.array_equal(steps, ref_steps))
-            diff = float(np.nanmax(np.abs(out - ref_states)))
-            print(f"| lockstep W={W} | {t * 1e6:.1f} | {scalar / t:.2f}× | {occupancy[1] / occupancy[0]:.3f} | "
-                  f"{same} | {diff:.1e} |")
+    from cartkin.codegen.lanes import lane_width
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numba "
+          f"{numba.__version__}; this machine's lane width {lane_width()}; {time.strftime('%Y-%m-%d %H:%M')} UTC; "
+          f"cartkin from {os.path.dirname(cartkin.__file__)}; load {load()}")
+    parts = {"simulate": simulate, "asm": assembly, "population": population, "saem": saem}
+    for part in args.parts.split(","):
+        parts[part](args)
 
 
 if __name__ == "__main__":

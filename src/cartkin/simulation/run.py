@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from ..codegen import compile_model
+from ..codegen.lanes import compile_lanes, lane_width
 from ..dosing import Regimen
 from ..errors import CartkinError
 from ..model.definition import Model
@@ -23,6 +24,7 @@ from ..progress import as_callback
 from ..solve import status as st
 from ..solve.common import N_COUNTERS
 from ..solve.events import Events, EventTable
+from ..solve.lanes import LANE_MODES
 from ..solve.solver import Solver
 from .results import BatchResult, SimulationResult
 
@@ -137,16 +139,29 @@ def solve_table(model: Model, P: np.ndarray, t_flat: np.ndarray, t_offsets: np.n
     counters = np.zeros((n, N_COUNTERS), dtype=np.int64)
     P = np.ascontiguousarray(P, dtype=float)
     t_flat = np.ascontiguousarray(t_flat, dtype=float)
+    lanes = lane_count(solver)
+    lane_kernel = compile_lanes(model, lanes).batch_solve_lanes if lanes > 1 and n >= lanes else None
     run_chunks(module.batch_solve, solver, P, t_flat, t_offsets, EventTable.from_arrays(*events), out, codes,
-               t_fail, counters, progress)
+               t_fail, counters, progress, lane_kernel, lanes)
     return out, t_offsets, codes, t_fail, counters
 
 
-def run_chunks(kernel, solver, P, t_flat, t_offsets, events, out, codes, t_fail, counters, progress=None):
+def lane_count(solver: Solver) -> int:
+    """Subjects the batch kernel advances in lockstep for `solver`: 1 (the scalar kernel) for the stiff method
+    alone or Solver(lanes=1), else Solver.lanes or this machine's width (cartkin.codegen.lanes.lane_width)."""
+    if solver.mode not in LANE_MODES:
+        return 1
+    return lane_width() if solver.lanes is None else solver.lanes
+
+
+def run_chunks(kernel, solver, P, t_flat, t_offsets, events, out, codes, t_fail, counters, progress=None,
+               lane_kernel=None, lanes=1):
     """Call a compiled batch kernel on chunks of subjects, on numba.get_num_threads() threads.
 
-    The kernels release the GIL and each subject is solved independently, so results do not depend on
-    the number of threads or the chunking.
+    lane_kernel: the lockstep kernel for `lanes` lanes (cartkin.solve.lanes), used for chunks of at least
+    `lanes` subjects; smaller chunks use `kernel`, the scalar one. The kernels release the GIL and each
+    subject is solved independently (the lockstep kernel bit-identically to the scalar one), so results do
+    not depend on the number of threads, the chunking or the lanes.
     """
     n = P.shape[0]
     if n == 0:
@@ -161,8 +176,12 @@ def run_chunks(kernel, solver, P, t_flat, t_offsets, events, out, codes, t_fail,
 
     def work(a, b):
         ta, tb = t_offsets[a], t_offsets[b]
-        kernel(mode, P[a:b], t_flat[ta:tb], t_offsets[a:b + 1] - ta, tuple(events.rows(a, b)), options,
-               out[ta:tb], codes[a:b], t_fail[a:b], counters[a:b])
+        args = (mode, P[a:b], t_flat[ta:tb], t_offsets[a:b + 1] - ta, tuple(events.rows(a, b)), options,
+                out[ta:tb], codes[a:b], t_fail[a:b], counters[a:b])
+        if lane_kernel is not None and b - a >= lanes:
+            lane_kernel(*args, np.zeros(2, dtype=np.int64))
+        else:
+            kernel(*args)
         return b - a
 
     chunks = list(zip(bounds[:-1], bounds[1:]))

@@ -11,6 +11,8 @@ from .methods import AUTO, METHODS, method_names
 MAX_RTOL = 1e-2
 #: loosest absolute tolerance accepted (in state units: cells/µL, cells, ...)
 MAX_ATOL = 1e-2
+#: lane counts of the lockstep kernel (`cartkin.solve.lanes`) a Solver accepts; 1 = the scalar kernel
+LANE_WIDTHS = (1, 2, 4, 8, 16)
 
 
 @dataclass(frozen=True)
@@ -19,12 +21,16 @@ class Solver:
 
     method: a name in `cartkin.solve.methods.METHODS` ("dopri5", "rodas") or "auto" (a driver mode:
     dopri5, then rodas once stiff). rtol: relative tolerance, at most MAX_RTOL; atol: absolute
-    tolerance, at most MAX_ATOL; max_steps: step budget per subject.
+    tolerance, at most MAX_ATOL; max_steps: step budget per subject. lanes: how many subjects the batch
+    kernel advances in lockstep (`cartkin.solve.lanes`, for "dopri5" and "auto"): None for this machine's
+    vector width (8 with AVX-512, 4 with AVX2), 1 for the scalar kernel, or one of LANE_WIDTHS. Results
+    are the same bit for bit whatever it is; only the speed changes.
     """
     method: str = "auto"
     rtol: float = 1e-6
     atol: float = 1e-9
     max_steps: int = 100_000
+    lanes: int | None = None
 
     def __post_init__(self):
         if self.method not in method_names():
@@ -40,6 +46,10 @@ class Solver:
             raise CartkinError(f"atol {self.atol:g} is too loose: at most {MAX_ATOL:g} (in the states' units)")
         if int(self.max_steps) < 1:
             raise CartkinError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.lanes is not None and (isinstance(self.lanes, bool) or not isinstance(self.lanes, int)
+                                       or self.lanes not in LANE_WIDTHS):
+            raise CartkinError(f"lanes must be None (this machine's width) or one of "
+                               f"{', '.join(map(str, LANE_WIDTHS))}, got {self.lanes!r}")
 
     @property
     def mode(self) -> int:
