@@ -10,7 +10,7 @@ import cartkin
 from reference import reference_solution
 
 #: the scipy references take minutes of pure-Python Radau steps: with pytest-xdist (--dist loadgroup) this
-#: module runs on one worker, so its module fixture is computed once per run, not once per worker
+#: module runs on one worker, so its session fixture is computed once per run, not once per worker
 pytestmark = pytest.mark.xdist_group("scipy_radau_references")
 
 N_SETS = 50
@@ -48,9 +48,11 @@ def relative_error(y, ref, rtol, atol):
     return np.max(np.abs(y - ref) / scale)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def references():
-    """Reference solutions per model, computed once (scipy Radau at rtol 1e-12)."""
+    """Reference solutions per model, computed once (scipy Radau at rtol 1e-12). Session scope: a module
+    fixture is torn down whenever the worker runs another module's test in between (pytest-xdist
+    interleaves them), and these took 218 s to compute again."""
     cache = {}
     for name in cartkin.list_models():
         model = cartkin.load_model(name)
