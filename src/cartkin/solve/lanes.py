@@ -78,6 +78,21 @@ def finish_stiff(stiff, functions, t, seg, stops, n_stops, ts, y, p, h, method_o
             return code, t
 
 
+@njit(inline="always")
+def _next_subject(l, s, code, t_end, codes, t_fail, SUB, PHASE, next_subject, n_sub):
+    """Lane l's subject s ended with `code` at t_end (its result as solve_subject gives it); the lane takes
+    the next subject of the chunk, or goes idle. Returns the new next-subject index."""
+    codes[s] = code
+    t_fail[s] = np.nan if code == status.SUCCESS else t_end
+    if next_subject < n_sub:
+        SUB[l] = next_subject
+        PHASE[l] = NEW_SUBJECT
+        return next_subject + 1
+    SUB[l] = -1
+    PHASE[l] = IDLE
+    return next_subject
+
+
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
 def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out, t_offsets, events, options, out,
                 codes, t_fail, counters, usage):
@@ -297,15 +312,8 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
                             PHASE[l] = READY
                 if code >= 0:
                     # the subject is done: solve_subject's result, then the next subject of the chunk
-                    codes[s] = code
-                    t_fail[s] = np.nan if code == status.SUCCESS else t_reached
-                    if next_subject < n_sub:
-                        SUB[l] = next_subject
-                        next_subject += 1
-                        PHASE[l] = NEW_SUBJECT
-                    else:
-                        SUB[l] = -1
-                        PHASE[l] = IDLE
+                    next_subject = _next_subject(l, s, code, t_reached, codes, t_fail, SUB, PHASE, next_subject,
+                                                 n_sub)
             if PHASE[l] == READY:
                 busy += 1
         if busy == 0:
@@ -478,13 +486,5 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
                 REJ[l] = True
                 continue
             # the subject ended in this step (a failure, or the stiff method finished it)
-            codes[s] = code
-            t_fail[s] = np.nan if code == status.SUCCESS else t
-            if next_subject < n_sub:
-                SUB[l] = next_subject
-                next_subject += 1
-                PHASE[l] = NEW_SUBJECT
-            else:
-                SUB[l] = -1
-                PHASE[l] = IDLE
+            next_subject = _next_subject(l, s, code, t, codes, t_fail, SUB, PHASE, next_subject, n_sub)
         busy = 1  # re-counted at the top
