@@ -2,8 +2,9 @@
 
 Run by hand (not in tests):  python benchmarks/bench_lanes.py [--model il10] [--calls 2000000]
 
-The first building block of a lockstep kernel (issue 16), measured on its own: the model's right-hand side
-generated from the same sympy expressions (the same CSE and printer as cartkin.codegen) for W lanes,
+The first building block of the lockstep kernel (issue 16), measured on its own: the model's right-hand side
+as the package generates it for W lanes (cartkin.codegen.lanes.rhs_lanes_source: the same sympy expressions,
+CSE and printer as the scalar rhs),
 states, parameters and derivatives in flat buffers with one row of W values per state or parameter
 (`Y[i*W + l]`), and a loop over the lanes with a run-time trip count. Calls to exp/log are computed first
 in a loop of their own (numba has no SVML here, so a libm call inside the loop keeps it scalar). The
@@ -29,7 +30,6 @@ import tempfile
 import time
 
 import numpy as np
-import sympy as sp
 
 BENCH = '''
 @njit(error_model="numpy")
@@ -43,37 +43,16 @@ def bench_scalar(rhs, n, y, p, out):
 
 
 @njit(error_model="numpy")
-def bench_lanes(rhs, n, t, Y, P, OUT, F, w):
+def bench_lanes(rhs, n, t, Y, P, S, OUT, F, w):
     s = 0.0
     for k in range(n):
         for l in range(w):
             t[l] = k * 1e-6 + l * 1e-7
-        rhs(t, Y, P, OUT, F, w)
+        rhs(t, Y, P, S, OUT, F, w)
         s += OUT[0]
         Y[0] += 1e-12
     return s
 '''
-
-
-def lane_source(model, W: int) -> tuple[str, int]:
-    """`rhs_lanes(t, Y, P, OUT, F, w)` for W lanes (w <= W used), and the number of exp/log calls."""
-    from cartkin.codegen.generate import _piecewise_conditions_at_ts
-    from cartkin.codegen.printer import assignments
-    from cartkin.model.definition import t as T
-    tl = sp.Symbol("tl")
-    exprs = [_piecewise_conditions_at_ts(model.equations[s]).subs(T, tl) for s in model.state_names]
-    calls = sorted({a for e in exprs for a in e.atoms(sp.exp, sp.log)}, key=str)
-    exprs = [e.subs({c: sp.Symbol(f"_f{k}") for k, c in enumerate(calls)}) for e in exprs]
-    load = ([f"{q} = P[{i * W} + l]" for i, q in enumerate(model.parameter_names)]
-            + [f"{s} = Y[{i * W} + l]" for i, s in enumerate(model.state_names)] + ["tl = t[l]"])
-    lines = ["@njit(error_model='numpy')", "def rhs_lanes(t, Y, P, OUT, F, w):"]
-    if calls:
-        lines += ["    for l in range(w):"] + ["        " + x for x in load]
-        lines += assignments([f"F[{k * W} + l]" for k in range(len(calls))], calls, indent="        ")
-    lines += ["    for l in range(w):"] + ["        " + x for x in load]
-    lines += [f"        _f{k} = F[{k * W} + l]" for k in range(len(calls))]
-    lines += assignments([f"OUT[{i * W} + l]" for i in range(len(exprs))], exprs, indent="        ")
-    return "\n".join(lines), len(calls)
 
 
 def load(source: str, folder: str, name: str):
@@ -106,6 +85,7 @@ def main() -> None:
 
     import cartkin
     from cartkin.codegen import compile_model
+    from cartkin.codegen.lanes import rhs_lanes_source  # the package's lane right-hand side, as the kernel uses it
     model = cartkin.load_model(args.model)
     mod = compile_model(model)
     n = model.n_states()
@@ -120,20 +100,20 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for W in (4, 8):
-            source, n_calls = lane_source(model, W)
+            source, n_calls = rhs_lanes_source(model, W)
             lanes = load(source, folder, f"lanes_{model.name}_{W}")
             rng = np.random.default_rng(W)
             Y = (y[:, None] * rng.uniform(0.5, 2.0, (n, W))).ravel()
             P = (p[:, None] * rng.uniform(0.9, 1.1, (p.size, W))).ravel()
-            OUT, F, t = np.empty(n * W), np.empty(max(n_calls, 1) * W), np.zeros(W)
+            OUT, F, t, S = np.empty(n * W), np.empty(max(n_calls, 1) * W), np.zeros(W), np.zeros(W)
             scalar = cpu_time(lanes.bench_scalar, (mod.rhs, args.calls, y.copy(), p, np.empty(n)), args.repeats)
-            vector = cpu_time(lanes.bench_lanes, (lanes.rhs_lanes, args.calls // W, t, Y.copy(), P, OUT, F, W),
+            vector = cpu_time(lanes.bench_lanes, (lanes.rhs_lanes, args.calls // W, t, Y.copy(), P, S, OUT, F, W),
                               args.repeats)
-            lanes.rhs_lanes(t, Y, P, OUT, F, W)
+            lanes.rhs_lanes(t, Y, P, S, OUT, F, W)
             same = True
             ref = np.empty(n)
             for lane in range(W):
-                mod.rhs(t[lane], Y.reshape(n, W)[:, lane].copy(), P.reshape(-1, W)[:, lane].copy(), 0.0, ref)
+                mod.rhs(t[lane], Y.reshape(n, W)[:, lane].copy(), P.reshape(-1, W)[:, lane].copy(), S[lane], ref)
                 same &= bool(np.array_equal(ref, OUT.reshape(n, W)[:, lane]))
             asm = next(iter(lanes.rhs_lanes.inspect_asm().values()))
             ops = re.findall(r"\n\s+(v\w+)\s+([^\n]*)", asm)
