@@ -524,8 +524,7 @@ def _priors(items, model, estimate, fix):
     explicit = parse_prior_text([item for item in items if "=" in item])
     if not folders:
         return explicit
-    free = list(estimate) if estimate else [q for q in model.default_fit if q not in fix]
-    from_fit = priors_from_fit(folders[0], free)
+    from_fit = priors_from_fit(folders[0], model.estimated(estimate, fix))
     both = sorted(set(from_fit) & set(explicit))
     if both:
         raise CartkinError(f"--prior {', '.join(both)}: given by the population fit {folders[0]} and as "

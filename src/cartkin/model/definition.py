@@ -215,6 +215,10 @@ class Model:
         except ValueError:
             raise CartkinError(unknown_name_message("parameter", name, self.parameter_names, self.name)) from None
 
+    def estimated(self, estimate=None, fix=()) -> tuple[str, ...]:
+        """The parameters a fit estimates: `estimate` if given, else default_fit without the fixed ones."""
+        return tuple(estimate) if estimate else tuple(q for q in self.default_fit if q not in fix)
+
     def with_defaults(self, **values: float) -> "Model":
         """A new model whose defaults are changed (the symbolic definition is untouched)."""
         info = []

@@ -69,7 +69,7 @@ def fit(model: Model | str, data: Dataset, estimate: Sequence[str] | None = None
         info = model.parameter(name) if name in model.parameter_names else model.parameter_index(name)
         if not (math.isfinite(value) and info.lower <= value <= info.upper):
             raise CartkinError(f"--fix {name}={value}: outside the bounds of {name} [{info.lower}, {info.upper}]")
-    free = tuple(estimate) if estimate else tuple(q for q in model.default_fit if q not in fix)
+    free = model.estimated(estimate, fix)
     if not free:
         raise CartkinError(f"nothing to estimate: name parameters with --estimate (model {model.name} has no default)")
     for name in free:
@@ -314,15 +314,10 @@ def _summarise(problem: Problem, subject: Subject, best, sigma_fixed: Mapping[st
     inside = np.flatnonzero(~held)
     H_in = _observed_information(objective, x, inside)
     cov = np.full((x.size, x.size), np.nan)
-    try:
-        if not np.all(np.isfinite(H_in)):  # the objective cannot be differenced here (a solve failed nearby)
-            raise np.linalg.LinAlgError
-        eig = np.linalg.eigvalsh(H_in)
-        if eig.size and (eig.min() <= 0 or eig.max() / eig.min() > 1e10):
-            raise np.linalg.LinAlgError
+    if _positive_definite(H_in):
         if inside.size:
             cov[np.ix_(inside, inside)] = np.linalg.inv(H_in)
-    except np.linalg.LinAlgError:
+    else:  # not finite (a solve failed nearby), not positive definite, or too ill-conditioned
         sub = np.linalg.pinv(H_in) if np.all(np.isfinite(H_in)) else np.full(H_in.shape, np.nan)
         warnings.append("information matrix near-singular: some parameters are not identifiable")
         unidentified = _unidentified(H_in)
@@ -392,19 +387,20 @@ def _observed_information(objective, x, inside):
         H = _hessian(objective, x, step)
         return H[np.ix_(inside, inside)]
 
-    def positive_definite(H):
-        if not np.all(np.isfinite(H)):
-            return False
-        eig = np.linalg.eigvalsh(H)
-        return bool(eig.size == 0 or (eig.min() > 0 and eig.max() / eig.min() <= 1e10))
-
     first = restricted(1e-4)
-    if positive_definite(first):
+    if _positive_definite(first):
         return first
     for step in (1e-5, 1e-6):
         H, check = restricted(step), restricted(step / 10)
-        if positive_definite(H) and positive_definite(check) and \
+        if _positive_definite(H) and _positive_definite(check) and \
                 np.allclose(np.diag(H), np.diag(check), rtol=0.1, atol=0.0):
             return H
     return first
 
+
+def _positive_definite(H: np.ndarray) -> bool:
+    """Finite, positive definite and condition number at most 1e10 (an information matrix to invert)."""
+    if not np.all(np.isfinite(H)):
+        return False
+    eig = np.linalg.eigvalsh(H)
+    return bool(eig.size == 0 or (eig.min() > 0 and eig.max() / eig.min() <= 1e10))

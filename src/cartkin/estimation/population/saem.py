@@ -131,8 +131,7 @@ def fit_population(model: Model | str, data: Dataset, estimate: Sequence[str] | 
     options = options or SaemOptions(iterations=tuple(iterations), chains=chains,
                                      importance_samples=importance_samples)
     fix = {k: float(v) for k, v in (fix or {}).items()}
-    free = check_parameters(model, data, estimate if estimate else
-                            tuple(q for q in model.default_fit if q not in fix), fix)
+    free = check_parameters(model, data, model.estimated(estimate, fix), fix)
     effects = [e if isinstance(e, CovariateEffect) else CovariateEffect.parse(e) for e in covariate_effects]
     pm = PopulationModel(model, data, free, fix, error, effects, regimen, as_solver(solver))
     first = _initial_estimates(pm, initial)
