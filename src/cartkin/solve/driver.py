@@ -22,6 +22,25 @@ STIFF = 1
 AUTO = 2
 
 
+@njit(inline="always")
+def segment_stops(t0, t_end, event_times, breakpoints):
+    """Where the integration stops, sorted and distinct: the events and breakpoints strictly inside
+    (t0, t_end), then t_end (the scalar driver and the lockstep kernel both cut the time axis here)."""
+    stops = np.empty(event_times.size + breakpoints.size + 1)
+    m = 0
+    for i in range(event_times.size):
+        if t0 < event_times[i] < t_end:
+            stops[m] = event_times[i]
+            m += 1
+    for i in range(breakpoints.size):
+        if t0 < breakpoints[i] < t_end:
+            stops[m] = breakpoints[i]
+            m += 1
+    stops[m] = t_end
+    m += 1
+    return np.unique(stops[:m])
+
+
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
 def integrate(explicit, stiff, mode, functions, t0, y0, p, t_out, event_times, event_deltas, breakpoints, options,
               out, counters):
@@ -43,22 +62,8 @@ def integrate(explicit, stiff, mode, functions, t0, y0, p, t_out, event_times, e
     if n_out == 0:
         return status.SUCCESS, t0
     t_end = t_out[n_out - 1]
-    # stops: events and breakpoints strictly inside (t0, t_end], then t_end
     n_ev = event_times.size
-    n_bp = breakpoints.size
-    stops = np.empty(n_ev + n_bp + 1)
-    m = 0
-    for i in range(n_ev):
-        if t0 < event_times[i] < t_end:
-            stops[m] = event_times[i]
-            m += 1
-    for i in range(n_bp):
-        if t0 < breakpoints[i] < t_end:
-            stops[m] = breakpoints[i]
-            m += 1
-    stops[m] = t_end
-    m += 1
-    stops = np.unique(stops[:m])
+    stops = segment_stops(t0, t_end, event_times, breakpoints)
 
     k = 0
     while k < n_out and t_out[k] <= t0:

@@ -29,8 +29,8 @@ from numba import njit
 
 from . import status
 from .common import N_ACCEPTED, N_REJECTED, N_RHS, N_STEPS, all_finite, initial_step
-from .driver import AUTO, EXPLICIT
-from .events import FLAT, PER_KG
+from .driver import AUTO, EXPLICIT, segment_stops
+from .subject import dose_deltas
 from .methods.dopri5 import (A21, A31, A32, A41, A42, A43, A51, A52, A53, A54, A61, A62, A63, A64, A65, B1, B3,
                              B4, B5, B6, C2, C3, C4, C5, E1, E3, E4, E5, E6, E7, ORDER, _dense)
 
@@ -155,9 +155,7 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
     peak_lane = np.empty(n)
     f0 = np.empty(n)
     Kl = np.empty((7, n))
-    inc = np.zeros((2, n))
     bps = np.empty(n_breakpoints)
-    stops = np.empty(max_ev + n_breakpoints + 1)
     h_min_factor = 1e-14
     log_min = math.log(1e-4)
 
@@ -183,23 +181,9 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
                     # solve_subject
                     p = P[s]
                     initial(p, y)
-                    dose_increments(p, inc)
                     n_ev = d - c
-                    for e in range(n_ev):
-                        kind = ev_kind_all[c + e]
-                        amount = ev_amount_all[c + e]
-                        for j in range(n):
-                            DELTAS[l, e, j] = 0.0
-                        if kind == PER_KG:
-                            for j in range(n):
-                                DELTAS[l, e, j] = amount * inc[0, j]
-                        elif kind == FLAT:
-                            for j in range(n):
-                                DELTAS[l, e, j] = amount * inc[0, j] / p[weight_index]
-                                if inc[1, j] != 0.0:
-                                    DELTAS[l, e, j] += amount * inc[1, j]
-                        else:
-                            DELTAS[l, e, ev_target_all[c + e]] = amount
+                    DELTAS[l, :n_ev] = dose_deltas(dose_increments, weight_index, p, n, ev_amount_all[c:d],
+                                                   ev_kind_all[c:d], ev_target_all[c:d])
                     breakpoints(p, bps)
                     for i in range(a, b):
                         for j in range(n):
@@ -210,19 +194,7 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
                     elif n_out == 0:
                         code = status.SUCCESS
                     else:
-                        t_end = t_out[b - 1]
-                        m = 0
-                        for e in range(n_ev):
-                            if 0.0 < ev_t_all[c + e] < t_end:
-                                stops[m] = ev_t_all[c + e]
-                                m += 1
-                        for i in range(n_breakpoints):
-                            if 0.0 < bps[i] < t_end:
-                                stops[m] = bps[i]
-                                m += 1
-                        stops[m] = t_end
-                        m += 1
-                        sorted_stops = np.unique(stops[:m])
+                        sorted_stops = segment_stops(0.0, t_out[b - 1], ev_t_all[c:d], bps)
                         NST[l] = sorted_stops.size
                         for i in range(sorted_stops.size):
                             STOPS[l, i] = sorted_stops[i]
