@@ -20,8 +20,8 @@ For each file (Data_CR.csv: 14 patients in continuous remission, Data_NR.csv: 7 
 liu2022 fits: per-patient maximum likelihood; all fits: proportional error with one residual SD per
 observable pooled over the file's patients, values <= 0.2 censored (M3). Prints a Markdown table (patients,
 converged, fits with identifiability warnings, median log10 RMSE per observable, total -log L, estimated
-parameters, AIC), writes every fit's tables to OUTDIR/<file>_<fit>/, the population fit to OUTDIR/il10_population
-and the figures to examples/figures/liu2022_fit_CR.png and liu2022_fit_NR.png.
+parameters, AIC), writes every fit's tables to OUTDIR/<file>_<fit>/, the population fits to OUTDIR/il10_population and
+OUTDIR/liu2022_population, and the figures to examples/figures/liu2022_fit_CR.png and liu2022_fit_NR.png.
 --free-sets also compares il10 free sets on CAR T alone (2, 3 and 4 parameters). Runs in about three minutes.
 """
 from __future__ import annotations
@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 import cartkin  # noqa: E402
 from cartkin.data import read_data  # noqa: E402
 from cartkin.estimation import fit, fit_population  # noqa: E402
+from cartkin.estimation.population.fit_file import priors_from_fit  # noqa: E402
 from cartkin.stats.error_models import ProportionalError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,12 +90,6 @@ def liu2022_population(paths: list[Path]):
     data = read_data([str(p) for p in paths], "liu2022", dvid_map={1: "nTA", 2: "nB"}, covariates={"Reg": "nB0"},
                      censor_floor=0.2, column_map=COLUMNS, prefix_ids=True)
     return fit_population("liu2022", data, estimate=LIU_FREE)
-
-
-def population_priors(population) -> dict:
-    """{name: (typical value, sqrt(omega²))} for the parameters a population fit estimated."""
-    omega = np.diag(population.omega)
-    return {name: (population.typical[name], math.sqrt(omega[k])) for k, name in enumerate(population.pm.parameters)}
 
 
 def fits_for(path: Path, il10_priors: dict, liu_priors: dict) -> dict:
@@ -234,11 +229,15 @@ def main() -> None:
     population = il10_population([data / "Data_CR.csv", data / "Data_NR.csv"])
     print(population)
     print(f"il10 population fit: {time.perf_counter() - start:.1f} s")
-    cartkin.write(population, Path(args.outdir) / "il10_population")
-    il10_priors = {**population_priors(population), **IL10_NAMED_PRIORS}
+    # the priors: each population fit's typical values and sqrt(omega²), read back from its folder as
+    # `cartkin fit --prior FOLDER` reads them
+    il10_folder, liu_folder = Path(args.outdir) / "il10_population", Path(args.outdir) / "liu2022_population"
+    cartkin.write(population, il10_folder)
+    il10_priors = {**priors_from_fit(il10_folder, IL10_POPULATION_FREE), **IL10_NAMED_PRIORS}
     liu_population = liu2022_population([data / "Data_CR.csv", data / "Data_NR.csv"])
     print(liu_population)
-    liu_priors = population_priors(liu_population)
+    cartkin.write(liu_population, liu_folder)
+    liu_priors = priors_from_fit(liu_folder, LIU_FREE)
     rows, extra = [], []
     for name in ("CR", "NR"):
         path = data / f"Data_{name}.csv"
