@@ -192,3 +192,16 @@ def test_priors_from_a_population_fit(tmp_path):
     assert priors["rTA0"].median == 1.2 and priors["rTA0"].sd == pytest.approx(0.5)
     with pytest.raises(CartkinError, match="estimated none of lTA0"):
         priors_from_fit(loaded, ("lTA0",))
+
+
+def test_priors_from_a_population_fit_with_a_covariate_effect_are_refused(tmp_path):
+    """One prior per parameter cannot carry a covariate effect: refused with a one-line message naming it."""
+    from types import SimpleNamespace
+    from cartkin.estimation.population.fit_file import LoadedFit, priors_from_fit
+    effect = {"parameter": "rTA0", "covariate": "nB0", "kind": "power", "reference": 2200.0}
+    loaded = LoadedFit(tmp_path, {"model": "liu2022", "parameters": ["rTA0", "eBp"], "covariate_effects": [effect],
+                                  "estimates": {"typical": {"rTA0": 1.2, "eBp": 0.4}}}, None,
+                       SimpleNamespace(omega=np.diag([0.25, 0.09])))
+    with pytest.raises(CartkinError, match=r"covariate effects on rTA0 \(covariate nB0\)"):
+        priors_from_fit(loaded, ("rTA0", "eBp"))
+    assert set(priors_from_fit(loaded, ("eBp",))) == {"eBp"}  # parameters without an effect still get priors

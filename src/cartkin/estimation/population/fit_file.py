@@ -251,8 +251,15 @@ def _read_options(options: Mapping) -> dict:
 def priors_from_fit(source, names: Sequence[str]) -> dict[str, LogNormalPrior]:
     """Priors for `names` from a population fit (folder or LoadedFit): typical value and sqrt(ω²) each.
 
-    Parameters the population fit did not estimate are left without prior (so they are fitted by ML)."""
+    Parameters the population fit did not estimate are left without prior (so they are fitted by ML). A
+    parameter with a covariate effect in the population fit is refused: its typical value holds at the
+    reference covariate value only, so one prior for every subject would be wrong for the others."""
     loaded = source if isinstance(source, LoadedFit) else load_fit(source, with_data=False)
+    with_effects = [f"{e.parameter} (covariate {e.covariate})" for e in loaded.effects if e.parameter in names]
+    if with_effects:
+        raise CartkinError(f"--prior {loaded.folder}: the population fit has covariate effects on "
+                           f"{', '.join(with_effects)}, which priors from it would ignore; refit without them, or "
+                           f"give those priors as --prior NAME=MEDIAN:SD")
     typical = loaded.typical
     params = list(loaded.parameters)
     out = {}
