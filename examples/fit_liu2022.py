@@ -2,6 +2,7 @@
 the README's "Real data (Liu 2022)" section.
 
     python examples/fit_liu2022.py [--data ../shared/data/liu2022] [-o liu2022-fits] [--free-sets]
+        [--maximum-likelihood]
 
 For each file (Data_CR.csv: 14 patients in continuous remission, Data_NR.csv: 7 non-responders):
 
@@ -15,7 +16,9 @@ For each file (Data_CR.csv: 14 patients in continuous remission, Data_NR.csv: 7 
   no doses; only f_blood x dose matters), killing unsaturated over the observed range (K_k = 1e5, see the
   README), maximum a posteriori: first a population fit (SAEM) of both files together with random effects
   on rho, kappa and f_blood (delta_E and k_mem held), then each patient with that fit's typical values and
-  omegas as priors, and IL10_NAMED_PRIORS for delta_E, k_mem and k_exh.
+  omegas as priors, and IL10_NAMED_PRIORS for delta_E, k_mem and k_exh;
+* with --maximum-likelihood, il10 the same way without priors (the like-for-like comparison of liu2022's
+  maximum-likelihood fits).
 
 liu2022 fits: per-patient maximum likelihood; all fits: proportional error with one residual SD per
 observable pooled over the file's patients, values <= 0.2 censored (M3). Prints a Markdown table (patients,
@@ -92,12 +95,13 @@ def liu2022_population(paths: list[Path]):
     return fit_population("liu2022", data, estimate=LIU_FREE)
 
 
-def fits_for(path: Path, il10_priors: dict, liu_priors: dict) -> dict:
-    """The four fits of one file, by label: (result, seconds)."""
+def fits_for(path: Path, il10_priors: dict, liu_priors: dict, maximum_likelihood: bool = False) -> dict:
+    """The four fits of one file, by label: (result, seconds); with maximum_likelihood also il10 without
+    priors (the like-for-like comparison of liu2022's maximum-likelihood fits)."""
     floor = dict(censor_floor=0.2, column_map=COLUMNS)
     liu_both = read_data(path, "liu2022", dvid_map={1: "nTA", 2: "nB"}, covariates={"Reg": "nB0"}, **floor)
     liu_car = read_data(path, "liu2022", dvid_map={1: "nTA", 2: "skip"}, covariates={"Reg": "nB0"}, **floor)
-    return {
+    fits = {
         "liu2022": timed(model="liu2022", data=liu_both, estimate=LIU_FREE, pooled_sigma=True),
         "liu2022 (CAR T only)": timed(model="liu2022", data=liu_car, estimate=LIU_FREE, pooled_sigma=True),
         "liu2022 (MAP)": timed(model="liu2022", data=liu_both, estimate=LIU_FREE, pooled_sigma=True,
@@ -106,6 +110,10 @@ def fits_for(path: Path, il10_priors: dict, liu_priors: dict) -> dict:
                             priors=il10_priors, fix=IL10_FIXED, starts=3,
                             regimen=cartkin.Regimen.single(dose_per_kg=IL10_MAP_DOSE)),
     }
+    if maximum_likelihood:
+        fits["il10 (ML)"] = timed(model="il10", data=il10_data(path), estimate=IL10_MAP_FREE, pooled_sigma=True,
+                                  fix=IL10_FIXED, starts=4, regimen=cartkin.Regimen.single(dose_per_kg=IL10_MAP_DOSE))
+    return fits
 
 
 def log10_rmse(result) -> dict[str, float]:
@@ -153,6 +161,27 @@ def summary_row(name: str, label: str, result, seconds: float) -> dict:
             "objective": neg_log_likelihood(result), "parameters": result.n_parameters,
             "aic": 2 * neg_log_likelihood(result) + 2 * result.n_parameters,
             "seconds": seconds}
+
+
+# upper ends of a physiological range, for the printed estimate ranges: a T cell divides at most every ~6 h
+# (proliferation rho, liu2022's rTA0 <= 3/d), an effector lives at least ~17 h on average (death delta_E,
+# liu2022's lTA0 <= 1/d)
+PHYSIOLOGICAL_MAX = {"rho": 3.0, "rTA0": 3.0, "delta_E": 1.0, "lTA0": 1.0}
+
+
+def estimate_ranges(name: str, label: str, result) -> str:
+    """One line per fit: each estimated parameter's range over the patients, and the patients whose
+    estimates leave PHYSIOLOGICAL_MAX."""
+    names = list(result.model.parameter_names)
+    parts, outside = [], []
+    for p in result.free:
+        values = [f.parameters[names.index(p)] for f in result.fits]
+        parts.append(f"{p} {min(values):.3g}–{max(values):.3g}")
+        limit = PHYSIOLOGICAL_MAX.get(p)
+        if limit is not None:
+            outside += [f"{name} {f.id}: {p} {v:.3g}" for f, v in zip(result.fits, values) if v > limit]
+    return f"{name} {label}: " + ", ".join(parts) + ("; above a physiological maximum: " + ", ".join(outside)
+                                                       if outside else "; all within physiological maxima")
 
 
 def markdown(rows) -> str:
@@ -220,6 +249,8 @@ def main() -> None:
     parser.add_argument("--figures", default=str(ROOT / "examples" / "figures"),
                         help="folder of liu2022_fit_CR.png and liu2022_fit_NR.png")
     parser.add_argument("--free-sets", action="store_true", help="also compare il10 free sets")
+    parser.add_argument("--maximum-likelihood", action="store_true",
+                        help="also fit il10 without priors (as liu2022's maximum-likelihood fits; ~3 more minutes)")
     args = parser.parse_args()
     data = Path(args.data)
     missing = [f"Data_{name}.csv" for name in ("CR", "NR") if not (data / f"Data_{name}.csv").is_file()]
@@ -241,11 +272,13 @@ def main() -> None:
     rows, extra = [], []
     for name in ("CR", "NR"):
         path = data / f"Data_{name}.csv"
-        timed_results = fits_for(path, il10_priors, liu_priors)
+        timed_results = fits_for(path, il10_priors, liu_priors, args.maximum_likelihood)
         results = {label: result for label, (result, _) in timed_results.items()}
         for label, (result, seconds) in timed_results.items():
             rows.append(summary_row(name, label, result, seconds))
-            suffix = "_car" if "only" in label else "_map" if "MAP" in label else ""
+            if "CAR T only" not in label:
+                extra.append(estimate_ranges(name, label, result))
+            suffix = "_car" if "only" in label else "_map" if "MAP" in label else "_ml" if "ML" in label else ""
             cartkin.write(result, Path(args.outdir) / f"{name}_{label.split()[0]}{suffix}")
         joint = results["liu2022"]
         part = car_t_part(joint)
