@@ -407,3 +407,29 @@ def test_prior_from_a_population_fit_and_named_priors_together(popfit, tmp_path,
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
         assert not target.exists()
+
+
+def test_prior_from_a_population_fit_with_a_covariate_effect(popfit, tmp_path, capsys):
+    """A parameter with a covariate effect in the population fit gets no prior from it (one prior would ignore
+    the effect): refused in one line unless NAME=MEDIAN:SD gives it; the others still come from the fit."""
+    def with_effect(info):
+        info["covariate_effects"] = [{"parameter": "rTA0", "covariate": "nB0", "kind": "power", "reference": 1900.0}]
+        info["estimates"]["fixed_effects"] = list(info["estimates"]["fixed_effects"]) + [0.3]
+        info["estimates"]["coefficients"] = {"beta_rTA0_nB0": 0.3}
+    fit = copy_fit(popfit, tmp_path, with_effect)
+    data = popfit[1]
+    base = ["fit", str(data), "--model", "liu2022", *LIU_CLI, "--estimate", "rTA0,lTA0", "--starts", "1",
+            "--no-plots", "--pooled-sigma"]
+    refused_to = tmp_path / "refused"
+    assert main(base + ["-o", str(refused_to), "--prior", str(fit)]) == 2
+    err = capsys.readouterr().err
+    assert "covariate effects on rTA0 (covariate nB0)" in err and len(err.strip().splitlines()) == 1, err
+    assert not refused_to.exists()
+    out = tmp_path / "map"
+    assert main(base + ["-o", str(out), "--prior", str(fit), "--prior", "rTA0=1.5:0.5"]) == 0
+    capsys.readouterr()
+    with open(out / "estimates.csv") as fh:
+        row = next(csv.DictReader(fh))
+    typical = json.loads((fit / "fit.json").read_text())["estimates"]["typical"]
+    assert float(row["rTA0_prior_median"]) == 1.5
+    assert float(row["lTA0_prior_median"]) == pytest.approx(typical["lTA0"], rel=1e-5)

@@ -513,8 +513,9 @@ def _population_only(args) -> None:
 
 def _priors(items, model, estimate, fix):
     """--prior values: NAME=MEDIAN:SD items and/or one population fit folder (its typical values and ω's
-    for the parameters it estimated; NAME=MEDIAN:SD items give the others theirs)."""
-    from .estimation.population.fit_file import priors_from_fit
+    for the parameters it estimated, except those with a covariate effect; NAME=MEDIAN:SD items give the
+    others theirs)."""
+    from .estimation.population.fit_file import load_fit, priors_from_fit
     from .stats.priors import parse_prior_text
     if not items:
         return None
@@ -524,7 +525,12 @@ def _priors(items, model, estimate, fix):
     explicit = parse_prior_text([item for item in items if "=" in item])
     if not folders:
         return explicit
-    from_fit = priors_from_fit(folders[0], model.estimated(estimate, fix))
+    loaded = load_fit(folders[0], with_data=False)
+    # a parameter with a covariate effect in the population fit takes its NAME=MEDIAN:SD prior (priors_from_fit
+    # refuses it otherwise: one prior cannot carry the effect)
+    with_effects = {e.parameter for e in loaded.effects} & set(explicit)
+    names = [n for n in model.estimated(estimate, fix) if n not in with_effects]
+    from_fit = priors_from_fit(loaded, names) if names else {}
     both = sorted(set(from_fit) & set(explicit))
     if both:
         raise CartkinError(f"--prior {', '.join(both)}: given by the population fit {folders[0]} and as "
