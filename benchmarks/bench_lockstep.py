@@ -12,11 +12,12 @@ simulate: µs per one-year subject (365 days, 30 output times, --method auto or 
     Jacobian on --scipy-subjects of them in the same run. Each lockstep run is checked against the scalar
     one: same status, step counters and outputs (must be equal bit for bit). Lane occupancy (lane-steps that
     advanced a subject / lane-steps attempted, for the Dormand–Prince lanes and the Rodas4 pool) and the
-    lockstep steps per subject come from one call of the lane kernel on all subjects (its `usage` counters). Subjects: bench_models.parameters (il10:
+    lockstep steps per subject come from one call of the lane kernel on all subjects (its `usage` counters).
+    Subjects: bench_models.parameters (il10:
     bench_simulate's virtual patients with 1e5 cells/kg; liu2022, stein2019: CV 20% around the defaults).
 asm: the packed and scalar double-precision arithmetic instructions in the assembly of each model's W-lane
-    right-hand side and lockstep kernel as the kernel compiles them (numba's `inspect_asm`), and the vector
-    registers they use; numba keeps no assembly for code loaded from its cache, so run this part with an
+    right-hand side, Jacobian, LU factorisation and solve, Rodas4 pool step and lockstep kernel as they
+    compile (numba's `inspect_asm`), and the vector registers they use; numba keeps no assembly for code loaded from its cache, so run this part with an
     empty cache folder (CARTKIN_CACHE_DIR=$(mktemp -d)).
 population: `simulate_summaries` of --population-subjects il10 subjects (bench_population's virtual
     population, chunks of 16,384) on 2 threads, lockstep, one run: subjects per second.
@@ -85,7 +86,8 @@ def lane_usage(model, lanes, P, times, regimen, solver, stiff_lanes=True):
     usage = np.zeros(4, dtype=np.int64)
     c0 = time.thread_time()
     kernel(solver.mode, P, np.tile(times, n), np.arange(n + 1, dtype=np.int64) * times.size,
-           tuple(EventTable.repeat(regimen.events(model), n)), solver.options, out, codes, t_fail, counters, usage, stiff_lanes)
+           tuple(EventTable.repeat(regimen.events(model), n)), solver.options, out, codes, t_fail, counters, usage,
+           stiff_lanes)
     return usage, time.thread_time() - c0
 
 
@@ -152,31 +154,32 @@ def assembly(args) -> None:
     functions loaded from its cache: run this part with an empty cache folder (CARTKIN_CACHE_DIR)."""
     import cartkin
     from cartkin.codegen.lanes import compile_lanes
-    print("\n| model | W | lane rhs: packed arithmetic (registers) | lane rhs: scalar arithmetic | "
-          "lockstep kernel: packed (registers) / scalar arithmetic |")
-    print("|---|---|---|---|---|")
+    parts = ("rhs_lanes", "jac_lanes", "lu_factor_lanes", "lu_solve_lanes", "rodas_step_lanes", "batch_solve_lanes")
+    print("\n| model | W | " + " | ".join(f"{p}: packed (registers) / scalar" for p in parts) + " |")
+    print("|---|---|" + "---|" * len(parts))
     arith = r"(add|sub|mul|div|fmadd\w*|fmsub\w*|fnmadd\w*|max|min)"
-    times = np.linspace(0, 30, 4)
+    times = np.linspace(0, 90, 4)
     for name in args.models.split(","):
         model = cartkin.load_model(name)
         regimen = cartkin.Regimen.single(1e5) if model.dose is not None else cartkin.Regimen.none()
         for w in (int(x) for x in args.lanes.split(",")):
             P = parameters(model, 2 * w)
-            cartkin.simulate_batch(model, regimen, times, P, progress=False, solver=cartkin.Solver(lanes=w))
+            cartkin.simulate_batch(model, regimen, times, P, progress=False,
+                                   solver=cartkin.Solver(rtol=1e-4, atol=1e-6, lanes=w))
             module = compile_lanes(model, w)
             cells = []
-            for fn in (module.rhs_lanes, module.batch_solve_lanes):
+            for part in parts:
+                fn = getattr(module, part)
                 if not fn.signatures:
-                    cells.append(("loaded from the cache", ""))
+                    cells.append("not compiled here (loaded from the cache, or not run)")
                     continue
                 asm = fn.inspect_asm(fn.signatures[0])
                 ops = re.findall(r"^\s+(v\w+)\s+([^\n]*)", asm, flags=re.M)
                 packed = [a for o, a in ops if re.fullmatch(r"v" + arith + "pd", o)]
                 regs = sorted({r for a in packed for r in re.findall(r"([xyz]mm)\d", a)})
                 scalar = [o for o, _ in ops if re.fullmatch(r"v" + arith + "sd", o)]
-                cells.append((f"{len(packed)} ({', '.join(regs)})", str(len(scalar))))
-            (rhs_packed, rhs_scalar), (kernel_packed, kernel_scalar) = cells
-            print(f"| {name} | {w} | {rhs_packed} | {rhs_scalar} | {kernel_packed} / {kernel_scalar} |", flush=True)
+                cells.append(f"{len(packed)} ({', '.join(regs)}) / {len(scalar)}")
+            print(f"| {name} | {w} | " + " | ".join(cells) + " |", flush=True)
 
 
 def population(args) -> None:

@@ -51,8 +51,8 @@ def batch_solve_lanes(mode, P, t_out, t_offsets, events, options, out, codes, t_
     functions = (rhs, jac, dfdt, lu_factor, lu_solve)
     options = (options[0], options[1], options[2], np.array(NONNEGATIVE))
     setup = (initial, dose_increments, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX)
-    _solve_lanes(rhs_lanes, first_step, rodas_step_lanes, LANES, N_CALLS, finish_stiff, stiff_lanes, mode, functions, setup, P,
-                 t_out, t_offsets, events, options, out, codes, t_fail, counters, usage)
+    _solve_lanes(rhs_lanes, first_step, rodas_step_lanes, LANES, N_CALLS, finish_stiff, stiff_lanes, mode, functions,
+                 setup, P, t_out, t_offsets, events, options, out, codes, t_fail, counters, usage)
 '''
 
 

@@ -95,8 +95,8 @@ def _next_subject(l, s, code, t_end, codes, t_fail, SUB, PHASE, next_subject, n_
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lanes, mode, functions, setup, P, t_out, t_offsets,
-                events, options, out, codes, t_fail, counters, usage):
+def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lanes, mode, functions, setup, P, t_out,
+                t_offsets, events, options, out, codes, t_fail, counters, usage):
     """Solve every subject of a chunk (the arguments of the generated `batch_solve`) on W lanes in lockstep.
 
     rhs_lanes: the model's W-lane right-hand side; n_calls: rows of the exp/log scratch buffer of its lane
@@ -218,6 +218,7 @@ def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lan
     RKO = np.zeros(W, dtype=np.int64)
 
     next_subject = 0
+    rbusy = 0  # Rodas4 lanes with a subject at the last step
     for l in range(W):
         if next_subject < n_sub:
             SUB[l] = next_subject
@@ -345,8 +346,8 @@ def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lan
                                                  n_sub)
             if PHASE[l] == READY:
                 busy += 1
-        rbusy = 0
-        if pool:
+        if pool and (rbusy > 0 or q_head < q_tail):  # else every Rodas4 lane is idle and the queue empty
+            rbusy = 0
             # the Rodas4 lanes: take handed-over subjects, and do what rodas.advance and finish_stiff do
             # between steps, lane by lane
             for l in range(W):
