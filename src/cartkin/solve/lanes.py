@@ -768,18 +768,19 @@ def rodas_step(functions_lanes, W, options, buffers, values, flags, integers, t_
         for l in range(W):
             RYN[i * W + l] += K5[i * W + l]
     # error norm per lane (common.error_norm), and all_finite(y_new)
+    # (all_finite as a sum of y_new * 0, NaN once a value is not finite: no branch in the lane loop)
     for l in range(W):
         RERR[l] = 0.0
-        RFIN[l] = True
+        RTT[l] = 0.0
     for i in range(n):
         for l in range(W):
             sk = atol + rtol * max(abs(RY[i * W + l]), abs(RYN[i * W + l]))
             r = K5[i * W + l] / sk
             RERR[l] += r * r
-            if not math.isfinite(RYN[i * W + l]):
-                RFIN[l] = False
+            RTT[l] += RYN[i * W + l] * 0.0
     for l in range(W):
         RERR[l] = math.sqrt(RERR[l] / n)
+        RFIN[l] = RTT[l] == 0.0
     # accept or reject, lane by lane
     any_f0 = False
     for l in range(W):
