@@ -1,5 +1,5 @@
-"""Generate and load a model's lane module: its right-hand side over W subjects at once, and the lockstep
-batch kernel of `cartkin.solve.lanes` bound to it.
+"""Generate and load a model's lane module: its right-hand side, Jacobian, ∂f/∂t and LU over W subjects at
+once, and the lockstep batch kernel of `cartkin.solve.lanes` bound to it.
 
 `rhs_lanes` is generated from the same sympy expressions, with the same common-subexpression pass and
 printer, as the scalar `rhs` of `generate.py`, for W lanes held as flat structure-of-arrays buffers: row i
@@ -7,7 +7,9 @@ of a buffer holds W values, lane l of state i is `Y[i*W + l]` (parameters and de
 `ts` one value per lane). The lane loop has a run-time trip count and a literal row stride, which LLVM
 vectorises (zmm registers with AVX-512); exp and log are computed first in a loop of their own (numba has
 no vector libm here, so a call inside the main loop would keep it scalar). No fast-math: every lane's
-derivatives are bit-identical to the scalar `rhs` (tests/test_lanes.py checks it).
+derivatives are bit-identical to the scalar `rhs` (tests/test_lanes.py checks it). `jac_lanes` and
+`dfdt_lanes` (for the W-lane Rodas4) are the scalar `jac` and `dfdt` in the same way (`lane_function_source`),
+and the W-lane LU comes from `cartkin.solve.linalg.lanes_source`.
 
 The lane module imports the model's scalar functions from its generated module (`compile_model`), so
 nothing is compiled twice; it is named by that module's key and W, and numba caches it on disk.

@@ -1,4 +1,5 @@
-"""The lockstep batch kernel: Dormand–Prince over W subjects at once, bit-identical to the scalar kernel.
+"""The lockstep batch kernel: Dormand–Prince over W subjects at once, and Rodas4 over W subjects for those that
+turn stiff, bit-identical to the scalar kernel.
 
 W lanes each hold one subject of the chunk with everything the scalar path keeps for it
 (`solve_subject` → `driver.integrate` → `methods.dopri5.advance`): its time, step size, PI controller
@@ -12,15 +13,21 @@ does between steps (a segment's first derivative and initial step, the step limi
 failure codes) is done for that lane alone, with the scalar functions, in the scalar kernel's order. A
 lane whose subject is finished (or has failed) takes the next subject of the chunk.
 
-In AUTO mode a lane whose Dormand–Prince reports stiffness finishes that subject with the scalar stiff
-method (`stiff`, Rodas4) from exactly that point (same t, y, h, peak, counters and output row as
-`integrate` passes it), then takes the next subject. Every lane performs the scalar kernel's arithmetic
-in the same order, so each subject's states, counters, status and failure time equal those of the scalar
-kernel bit for bit (tests/test_lanes.py), whatever W, the chunking or the threads.
+In AUTO mode a lane whose Dormand–Prince reports stiffness hands that subject, from exactly that point
+(the t, y, h, running peak, segment, output row and next dose `integrate` passes the stiff method, with the
+subject's stops and dose increments), to a queue, and takes the next subject. A second set of W lanes, the
+Rodas4 pool, takes subjects from the queue and steps them together (`rodas_step`: the model's W-lane
+Jacobian, ∂f/∂t, LU, stage solves and right-hand sides) when all W lanes hold a subject or no
+Dormand–Prince lane is left; between steps each pool lane does what `rodas.advance` and `finish_stiff` do
+(a segment's first derivative and initial step, doses, the step limit and failure codes). With
+stiff_lanes False a lane finishes its stiff subject itself with the scalar Rodas4 (`finish_stiff`). Every
+lane performs the scalar kernel's arithmetic in the same order, so each subject's states, counters, status
+and failure time equal those of the scalar kernel bit for bit (tests/test_lanes.py), whatever W, the
+chunking or the threads.
 
 Buffers are flat, one row of W values per state (`Y[i*W + l]`). Lanes without a subject (at the end of a
 chunk) compute on their last values, which are ignored; `usage` counts lane-steps attempted and those
-that advanced a subject (their ratio is the lane occupancy).
+that advanced a subject, for each pool (their ratio is the lane occupancy).
 """
 import math
 
