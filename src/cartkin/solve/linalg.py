@@ -127,12 +127,14 @@ def lanes_source(n: int, lanes: int) -> str:
                   f"        _m = select(_c, {float(i)!r}, _m)"]
         f += [f"        A[{(n * n + k) * W} + _l] = _m", "        _ok = _ok & (_big != 0.0) & (_big == _big)"]
         if k + 1 < n:
+            # which row comes up, computed once per step (a comparison per entry doubled the source numba types)
+            f += [f"        _s{i} = _m == {float(i)!r}" for i in range(k + 1, n)]
             for j in range(n):
                 f.append(f"        _t = {a(k, j)}")
                 for i in range(k + 1, n):
-                    f.append(f"        {a(k, j)} = select(_m == {float(i)!r}, {a(i, j)}, {a(k, j)})")
+                    f.append(f"        {a(k, j)} = select(_s{i}, {a(i, j)}, {a(k, j)})")
                 for i in range(k + 1, n):
-                    f.append(f"        {a(i, j)} = select(_m == {float(i)!r}, _t, {a(i, j)})")
+                    f.append(f"        {a(i, j)} = select(_s{i}, _t, {a(i, j)})")
         f.append(f"        {a(k, k)} = 1.0 / {a(k, k)}")
         for i in range(k + 1, n):
             f.append(f"        {a(i, k)} = {a(i, k)} * {a(k, k)}")
