@@ -4,17 +4,20 @@ Run by hand (not in tests):
     python benchmarks/bench_lockstep.py [--parts simulate,asm,population,saem] [--subjects 2000] [--repeats 3]
 
 simulate: µs per one-year subject (365 days, 30 output times, --method auto or dopri5) of `simulate_batch` on one numba
-    thread, scalar kernel (`Solver(lanes=1)`) against the lockstep kernel for each --lanes, on the calling
-    thread's CPU clock (`time.thread_time`: on a shared machine the wall time also counts the waits for a
-    core), median of --repeats; scipy `solve_ivp(LSODA)` with the same numba-compiled RHS and Jacobian on
-    --scipy-subjects of them in the same run. Each lockstep run is checked against the scalar one: same
-    status, step counters and outputs (max abs difference, must be 0). Lane occupancy (lane-steps that
-    advanced a subject / lane-steps attempted) and the CPU time per lane-step attempted come from one call
-    of the lane kernel on all subjects (its `usage` counters). Subjects: bench_models.parameters (il10:
+    thread, scalar kernel (`Solver(lanes=1)`) against the lockstep kernel for each --lanes (in auto mode
+    twice: with the subjects that turn stiff finished on their lane by the scalar Rodas4,
+    `run.STIFF_LANES = False`, and in the W-lane Rodas4 pool, the default), on the calling thread's CPU clock
+    (`time.thread_time`: on a shared machine the wall time also counts the waits for a core), median of
+    --repeats runs alternating the kernels; scipy `solve_ivp(LSODA)` with the same numba-compiled RHS and
+    Jacobian on --scipy-subjects of them in the same run. Each lockstep run is checked against the scalar
+    one: same status, step counters and outputs (must be equal bit for bit). Lane occupancy (lane-steps that
+    advanced a subject / lane-steps attempted, for the Dormand–Prince lanes and the Rodas4 pool) and the
+    lockstep steps per subject come from one call of the lane kernel on all subjects (its `usage` counters).
+    Subjects: bench_models.parameters (il10:
     bench_simulate's virtual patients with 1e5 cells/kg; liu2022, stein2019: CV 20% around the defaults).
 asm: the packed and scalar double-precision arithmetic instructions in the assembly of each model's W-lane
-    right-hand side and lockstep kernel as the kernel compiles them (numba's `inspect_asm`), and the vector
-    registers they use; numba keeps no assembly for code loaded from its cache, so run this part with an
+    right-hand side, Jacobian, LU factorisation and solve, Rodas4 pool step and lockstep kernel as they
+    compile (numba's `inspect_asm`), and the vector registers they use; numba keeps no assembly for code loaded from its cache, so run this part with an
     empty cache folder (CARTKIN_CACHE_DIR=$(mktemp -d)).
 population: `simulate_summaries` of --population-subjects il10 subjects (bench_population's virtual
     population, chunks of 16,384) on 2 threads, lockstep, one run: subjects per second.
@@ -68,8 +71,9 @@ def scipy_lsoda(model, mod, P, times, regimen, rtol, atol) -> float:
     return (time.thread_time() - cpu) / P.shape[0]
 
 
-def lane_usage(model, lanes, P, times, regimen, solver):
-    """(usage counters, CPU seconds) of one lockstep kernel call on all subjects."""
+def lane_usage(model, lanes, P, times, regimen, solver, stiff_lanes=True):
+    """(usage counters, CPU seconds) of one lockstep kernel call on all subjects: Dormand–Prince lane-steps
+    attempted and advancing a subject, then the same for the Rodas4 pool."""
     from cartkin.codegen.lanes import compile_lanes
     from cartkin.solve.common import N_COUNTERS
     from cartkin.solve.events import EventTable
@@ -79,26 +83,35 @@ def lane_usage(model, lanes, P, times, regimen, solver):
     codes = np.zeros(n, dtype=np.int64)
     t_fail = np.zeros(n)
     counters = np.zeros((n, N_COUNTERS), dtype=np.int64)
-    usage = np.zeros(2, dtype=np.int64)
+    usage = np.zeros(4, dtype=np.int64)
     c0 = time.thread_time()
     kernel(solver.mode, P, np.tile(times, n), np.arange(n + 1, dtype=np.int64) * times.size,
-           tuple(EventTable.repeat(regimen.events(model), n)), solver.options, out, codes, t_fail, counters, usage)
+           tuple(EventTable.repeat(regimen.events(model), n)), solver.options, out, codes, t_fail, counters, usage,
+           stiff_lanes)
     return usage, time.thread_time() - c0
 
 
 def simulate(args) -> None:
     import cartkin
     from cartkin.codegen import compile_model
+    from cartkin.simulation import run
     import numba
     numba.set_num_threads(1)
     times = np.linspace(0, 365, 30)
     widths = [int(w) for w in args.lanes.split(",")]
+    # kernels: (label, lanes, stiff subjects in the W-lane Rodas4 pool?)
+    kernels = [("scalar", 1, True)]
+    for w in widths:
+        if args.method == "auto":
+            kernels.append((f"W={w}, scalar Rodas4 tails", w, False))
+        kernels.append((f"W={w}", w, True))
     print(f"\nmethod {args.method}\n")
-    print("| model | rtol / atol | mean steps | scalar µs (CPU) | " + " | ".join(
-        f"lockstep W={w} µs (CPU)" for w in widths) + " | " + " | ".join(
-        f"occupancy W={w} | ns per lane-step W={w}" for w in widths)
-        + " | scipy LSODA µs (CPU) | LSODA / lockstep W=" + str(widths[-1]) + " | identical | load |")
-    print("|" + "---|" * (6 + 3 * len(widths) + 1))
+    print("| model | rtol / atol | mean steps | " + " | ".join(f"{k[0]} µs (CPU)" for k in kernels[:1])
+          + " | " + " | ".join(f"lockstep {k[0]} µs (CPU)" for k in kernels[1:])
+          + " | " + " | ".join(f"occupancy dopri5 / Rodas4 W={w} | lockstep steps per subject dopri5 / Rodas4 W={w}"
+                               for w in widths)
+          + " | scipy LSODA µs (CPU) | LSODA / lockstep W=" + str(widths[-1]) + " | identical | load |")
+    print("|" + "---|" * (3 + len(kernels) + 2 * len(widths) + 4))
     for name in args.models.split(","):
         model = cartkin.load_model(name)
         mod = compile_model(model)
@@ -111,25 +124,28 @@ def simulate(args) -> None:
             rtol, atol = (float(x) for x in pair.split(":"))
             results, cpu = {}, {}
             for _ in range(args.repeats):  # alternate the kernels, so a change of load hits all of them
-                for w in [1] + widths:
+                for label, w, pool in kernels:
+                    run.STIFF_LANES = pool
                     solver = cartkin.Solver(args.method, rtol=rtol, atol=atol, lanes=w)
                     c0 = time.thread_time()
-                    results[w] = cartkin.simulate_batch(model, regimen, times, P, solver=solver, progress=False)
-                    cpu.setdefault(w, []).append(time.thread_time() - c0)
-            us = {w: statistics.median(c) / args.subjects * 1e6 for w, c in cpu.items()}
-            ref = results[1]
-            identical = all(np.array_equal(results[w].codes, ref.codes)
-                            and np.array_equal(results[w].counters, ref.counters)
-                            and np.array_equal(results[w].states, ref.states, equal_nan=True) for w in widths)
+                    results[label] = cartkin.simulate_batch(model, regimen, times, P, solver=solver, progress=False)
+                    cpu.setdefault(label, []).append(time.thread_time() - c0)
+            run.STIFF_LANES = True
+            us = {k: statistics.median(c) / args.subjects * 1e6 for k, c in cpu.items()}
+            ref = results["scalar"]
+            identical = all(np.array_equal(r.codes, ref.codes) and np.array_equal(r.counters, ref.counters)
+                            and np.array_equal(r.states, ref.states, equal_nan=True) for r in results.values())
             usage_cells = []
             for w in widths:
-                usage, seconds = lane_usage(model, w, P, times, regimen,
-                                            cartkin.Solver(args.method, rtol=rtol, atol=atol))
-                usage_cells.append(f"{usage[1] / usage[0]:.3f} | {seconds / usage[0] * 1e9:.0f}")
+                usage, _ = lane_usage(model, w, P, times, regimen, cartkin.Solver(args.method, rtol=rtol, atol=atol))
+                rodas = f"{usage[3] / usage[2]:.3f}" if usage[2] else "–"
+                usage_cells.append(f"{usage[1] / usage[0]:.3f} / {rodas} | {usage[0] / w / args.subjects:.0f} / "
+                                   f"{usage[2] / w / args.subjects:.0f}")
             lsoda = scipy_lsoda(model, mod, P[:args.scipy_subjects], times, regimen, rtol, atol) * 1e6
-            print(f"| {name} | {rtol:g} / {atol:g} | {ref.counters[:, 0].mean():.0f} | {us[1]:.1f} | "
-                  + " | ".join(f"{us[w]:.1f} ({us[1] / us[w]:.2f}×)" for w in widths) + " | "
-                  + " | ".join(usage_cells) + f" | {lsoda:.0f} | {lsoda / us[widths[-1]]:.0f}× | "
+            best = f"W={widths[-1]}"
+            print(f"| {name} | {rtol:g} / {atol:g} | {ref.counters[:, 0].mean():.0f} | {us['scalar']:.1f} | "
+                  + " | ".join(f"{us[k[0]]:.1f} ({us['scalar'] / us[k[0]]:.2f}×)" for k in kernels[1:]) + " | "
+                  + " | ".join(usage_cells) + f" | {lsoda:.0f} | {lsoda / us[best]:.0f}× | "
                   f"{'yes' if identical else 'NO'} | {load()} |", flush=True)
 
 
@@ -138,31 +154,32 @@ def assembly(args) -> None:
     functions loaded from its cache: run this part with an empty cache folder (CARTKIN_CACHE_DIR)."""
     import cartkin
     from cartkin.codegen.lanes import compile_lanes
-    print("\n| model | W | lane rhs: packed arithmetic (registers) | lane rhs: scalar arithmetic | "
-          "lockstep kernel: packed (registers) / scalar arithmetic |")
-    print("|---|---|---|---|---|")
+    parts = ("rhs_lanes", "jac_lanes", "lu_factor_lanes", "lu_solve_lanes", "rodas_step_lanes", "batch_solve_lanes")
+    print("\n| model | W | " + " | ".join(f"{p}: packed (registers) / scalar" for p in parts) + " |")
+    print("|---|---|" + "---|" * len(parts))
     arith = r"(add|sub|mul|div|fmadd\w*|fmsub\w*|fnmadd\w*|max|min)"
-    times = np.linspace(0, 30, 4)
+    times = np.linspace(0, 90, 4)
     for name in args.models.split(","):
         model = cartkin.load_model(name)
         regimen = cartkin.Regimen.single(1e5) if model.dose is not None else cartkin.Regimen.none()
         for w in (int(x) for x in args.lanes.split(",")):
             P = parameters(model, 2 * w)
-            cartkin.simulate_batch(model, regimen, times, P, progress=False, solver=cartkin.Solver(lanes=w))
+            cartkin.simulate_batch(model, regimen, times, P, progress=False,
+                                   solver=cartkin.Solver(rtol=1e-4, atol=1e-6, lanes=w))
             module = compile_lanes(model, w)
             cells = []
-            for fn in (module.rhs_lanes, module.batch_solve_lanes):
+            for part in parts:
+                fn = getattr(module, part)
                 if not fn.signatures:
-                    cells.append(("loaded from the cache", ""))
+                    cells.append("not compiled here (loaded from the cache, or not run)")
                     continue
                 asm = fn.inspect_asm(fn.signatures[0])
                 ops = re.findall(r"^\s+(v\w+)\s+([^\n]*)", asm, flags=re.M)
                 packed = [a for o, a in ops if re.fullmatch(r"v" + arith + "pd", o)]
                 regs = sorted({r for a in packed for r in re.findall(r"([xyz]mm)\d", a)})
                 scalar = [o for o, _ in ops if re.fullmatch(r"v" + arith + "sd", o)]
-                cells.append((f"{len(packed)} ({', '.join(regs)})", str(len(scalar))))
-            (rhs_packed, rhs_scalar), (kernel_packed, kernel_scalar) = cells
-            print(f"| {name} | {w} | {rhs_packed} | {rhs_scalar} | {kernel_packed} / {kernel_scalar} |", flush=True)
+                cells.append(f"{len(packed)} ({', '.join(regs)}) / {len(scalar)}")
+            print(f"| {name} | {w} | " + " | ".join(cells) + " |", flush=True)
 
 
 def population(args) -> None:

@@ -1,4 +1,5 @@
-"""The lockstep kernel (cartkin.solve.lanes) against the scalar kernel: bit for bit, subject by subject.
+"""The lockstep kernel (cartkin.solve.lanes) against the scalar kernel: bit for bit, subject by subject (and
+its W-lane Jacobian, ∂f/∂t and LU against the scalar ones, lane by lane).
 
 Every comparison is exact (max abs difference 0.0, equal step counters, status codes and failure times):
 each lane performs the scalar kernel's arithmetic in the same order. Small cases (few subjects, short
@@ -14,8 +15,8 @@ from cartkin.codegen.lanes import compile_lanes, lane_width
 from cartkin.errors import CartkinError
 from cartkin.simulation import run
 from cartkin.solve import status as st
-from cartkin.solve.common import N_JAC
-from cartkin.solve.events import AMOUNT, PER_KG, Events
+from cartkin.solve.common import N_COUNTERS, N_JAC
+from cartkin.solve.events import AMOUNT, PER_KG, Events, EventTable
 from cartkin.solve.solver import Solver
 
 W = lane_width()
@@ -157,3 +158,141 @@ def test_same_numbers_for_any_threads_and_chunks(monkeypatch):
 def test_bad_lane_counts_are_refused(lanes):
     with pytest.raises(CartkinError, match="lanes must be"):
         Solver(lanes=lanes)
+
+
+# ---- the W-lane Rodas4 pool: lane Jacobian, ∂f/∂t and LU, and the kernel with stiff subjects ------------------
+
+@pytest.mark.parametrize("name", ["il10", "liu2022", "stein2019"])
+def test_lane_jacobian_and_dfdt_equal_scalar_bit_for_bit(name):
+    model = cartkin.load_model(name)
+    scalar = compile_model(model)
+    lanes = compile_lanes(model, W)
+    n = model.n_states()
+    rng = np.random.default_rng(8)
+    P = parameter_rows(model, W, seed=4)
+    y0 = np.empty(n)
+    scalar.initial(P[0], y0)
+    Y = (np.abs(y0) + 1.0) * np.exp(rng.standard_normal((W, n)))
+    T = rng.uniform(0.0, 20.0, W)
+    S = rng.uniform(0.0, 20.0, W)
+    J = np.full(n * n * W, np.nan)  # structural zeros must be written too
+    FT = np.empty(n * W)
+    F = np.empty(lanes.N_CALLS * W)
+    args = (T, Y.T.ravel().copy(), P.T.ravel().copy(), S)
+    lanes.jac_lanes(*args, J, F, W)
+    lanes.dfdt_lanes(*args, FT, F, W)
+    ref_j = np.empty((n, n))
+    ref_t = np.empty(n)
+    for lane in range(W):
+        scalar.jac(T[lane], Y[lane].copy(), P[lane].copy(), S[lane], ref_j)
+        scalar.dfdt(T[lane], Y[lane].copy(), P[lane].copy(), S[lane], ref_t)
+        assert np.array_equal(J.reshape(n, n, W)[:, :, lane], ref_j), lane
+        assert np.array_equal(FT.reshape(n, W)[:, lane], ref_t), lane
+
+
+def test_lane_lu_equals_scalar_lu_bit_for_bit():
+    """(fac I − J) factored and solved per lane as the scalar lu_factor / lu_solve do: same factors, pivots
+    and solutions, lanes pivoting differently, a singular lane and a lane with a NaN flagged as lu_factor
+    flags them."""
+    model = cartkin.load_model("il10")
+    scalar = compile_model(model)
+    lanes = compile_lanes(model, W)
+    n = model.n_states()
+    rng = np.random.default_rng(9)
+    J = rng.standard_normal((W, n, n)) * np.exp(2.0 * rng.standard_normal((W, n, n)))
+    FAC = np.exp(rng.uniform(-3.0, 3.0, W))
+    FAC[0] = 1e3  # diagonally dominant: no row exchange
+    J[1] = np.eye(n)[::-1] * 50.0  # an exchange at every step
+    FAC[1] = 1e-3
+    J[2] = 0.0  # singular: fac I − J = 0
+    FAC[2] = 0.0
+    J[3, 4, 2] = np.nan
+    A = np.zeros(n * n * W + n * W + W)
+    lanes.lu_factor_lanes(np.ascontiguousarray(J.transpose(1, 2, 0)).ravel(), FAC, A, W)
+    B = rng.standard_normal((W, n))
+    X = np.ascontiguousarray(B.T).ravel()
+    lanes.lu_solve_lanes(A, X, W)
+    factors = A[:n * n * W].reshape(n, n, W)
+    pivots = A[n * n * W:(n * n + n) * W].reshape(n, W)
+    regular = A[(n * n + n) * W:]
+    moved = []
+    for lane in range(W):
+        M = -J[lane]
+        M[np.diag_indices(n)] += FAC[lane]
+        piv = np.zeros(n, dtype=np.int64)
+        ok = scalar.lu_factor(M, piv)
+        assert regular[lane] == (1.0 if ok else 0.0), lane
+        if lane in (2, 3):
+            assert not ok
+            continue
+        assert ok, lane
+        assert np.array_equal(factors[:, :, lane], M), lane
+        assert np.array_equal(pivots[:, lane], piv.astype(float)), lane
+        b = B[lane].copy()
+        scalar.lu_solve(M, piv, b)
+        assert np.array_equal(X.reshape(n, W)[:, lane], b), lane
+        moved.append((piv != np.arange(n)).any())
+    assert not moved[0] and moved[1]  # lanes with and without row exchanges
+
+
+def test_il10_stiff_pool_equals_scalar(monkeypatch):
+    """il10 in auto mode at rtol 1e-4, where every subject turns stiff: the Rodas4 pool against the scalar
+    kernel and against the lockstep kernel with scalar Rodas4 tails, bit for bit; doses on different days
+    (after the switch too), a step budget some subjects exhaust in their stiff part, a non-finite parameter,
+    2W + 3 subjects."""
+    model = cartkin.load_model("il10")
+    n = 2 * W + 3
+    P = parameter_rows(model, n, seed=17, spread=0.2)
+    P[5, model.parameter_index("k_I")] = np.inf
+    times = [np.linspace(0.0, 70.0 + 5.0 * i, 6 + i % 3) for i in range(n)]
+    events = [doses([0.0, 50.0 + 2.0 * i] if i % 2 else [0.0], [1e5, 1e5] if i % 2 else [2e5]) for i in range(n)]
+    kw = dict(method="auto", rtol=1e-4, atol=1e-6)
+    full = run.solve_subjects(model, P, times, events, Solver(lanes=1, **kw))
+    ok = full[2] == st.SUCCESS
+    assert (full[4][ok, N_JAC] > 0).all()  # every solved subject switched to Rodas4
+    budget = int(np.median(full[4][ok, 0]))
+    scalar, pool = solve_both(model, P, times, events, max_steps=budget, **kw)
+    assert_identical(scalar, pool)
+    monkeypatch.setattr(run, "STIFF_LANES", False)
+    tails = run.solve_subjects(model, P, times, events, Solver(lanes=W, max_steps=budget, **kw))
+    assert_identical(scalar, tails)
+    codes, counters = scalar[2], scalar[4]
+    assert ((codes == st.MAX_STEPS) & (counters[:, N_JAC] > 0)).any()  # failed in the stiff part
+    assert ((codes == st.SUCCESS) & (counters[:, N_JAC] > 0)).any()
+    assert codes[5] == st.BAD_INPUT
+
+
+def test_stiff_pool_runs_and_is_thread_and_chunk_independent(monkeypatch):
+    """The kernel's own counters show the pool stepping; simulate_batch on 1 thread in one chunk and on 2
+    threads in chunks of 8 gives the scalar kernel's numbers for subjects that turn stiff."""
+    model = cartkin.load_model("il10")
+    n = 21
+    P = parameter_rows(model, n, seed=19, spread=0.2)
+    times = np.linspace(0.0, 60.0, 5)
+    regimen = cartkin.Regimen.single(1e5)
+    solver = Solver(rtol=1e-4, atol=1e-6)
+    kernel = compile_lanes(model, W).batch_solve_lanes
+    out = np.empty((n * times.size, model.n_states()))
+    codes = np.zeros(n, dtype=np.int64)
+    counters = np.zeros((n, N_COUNTERS), dtype=np.int64)
+    usage = np.zeros(4, dtype=np.int64)
+    kernel(solver.mode, P, np.tile(times, n), np.arange(n + 1, dtype=np.int64) * times.size,
+           tuple(EventTable.repeat(regimen.events(model), n)), solver.options, out, codes, np.zeros(n), counters,
+           usage, True)
+    assert usage[2] > 0 and 0 < usage[3] <= usage[2]  # Rodas4 lane-steps attempted / that advanced a subject
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = cartkin.simulate_batch(model, regimen, times, P, progress=False, solver=solver)
+        ref = cartkin.simulate_batch(model, regimen, times, P, progress=False,
+                                     solver=Solver(rtol=1e-4, atol=1e-6, lanes=1))
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        monkeypatch.setattr(run, "MIN_CHUNK", 8)
+        two = cartkin.simulate_batch(model, regimen, times, P, progress=False, solver=solver)
+    finally:
+        numba.set_num_threads(threads)
+    assert (ref.counters[:, N_JAC] > 0).sum() > n // 2  # most turned stiff
+    for other in (one, two):
+        assert np.array_equal(ref.states, other.states, equal_nan=True)
+        assert np.array_equal(ref.counters, other.counters)
+        assert np.array_equal(ref.codes, other.codes)

@@ -30,6 +30,9 @@ from .results import BatchResult, SimulationResult
 
 #: fewest subjects per chunk handed to a worker thread (see run_chunks)
 MIN_CHUNK = 64
+#: in auto mode, the lockstep kernel finishes subjects that turned stiff in its W-lane Rodas4 pool (True) or
+#: each with the scalar Rodas4 on its lane (False); the numbers are the same bit for bit either way
+STIFF_LANES = True
 
 
 def check_times(times) -> np.ndarray:
@@ -179,7 +182,7 @@ def run_chunks(kernel, solver, P, t_flat, t_offsets, events, out, codes, t_fail,
         args = (mode, P[a:b], t_flat[ta:tb], t_offsets[a:b + 1] - ta, tuple(events.rows(a, b)), options,
                 out[ta:tb], codes[a:b], t_fail[a:b], counters[a:b])
         if lane_kernel is not None and b - a >= lanes:
-            lane_kernel(*args, np.zeros(2, dtype=np.int64))
+            lane_kernel(*args, np.zeros(4, dtype=np.int64), STIFF_LANES)
         else:
             kernel(*args)
         return b - a

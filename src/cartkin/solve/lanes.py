@@ -1,4 +1,5 @@
-"""The lockstep batch kernel: Dormand–Prince over W subjects at once, bit-identical to the scalar kernel.
+"""The lockstep batch kernel: Dormand–Prince over W subjects at once, and Rodas4 over W subjects for those that
+turn stiff, bit-identical to the scalar kernel.
 
 W lanes each hold one subject of the chunk with everything the scalar path keeps for it
 (`solve_subject` → `driver.integrate` → `methods.dopri5.advance`): its time, step size, PI controller
@@ -12,15 +13,21 @@ does between steps (a segment's first derivative and initial step, the step limi
 failure codes) is done for that lane alone, with the scalar functions, in the scalar kernel's order. A
 lane whose subject is finished (or has failed) takes the next subject of the chunk.
 
-In AUTO mode a lane whose Dormand–Prince reports stiffness finishes that subject with the scalar stiff
-method (`stiff`, Rodas4) from exactly that point (same t, y, h, peak, counters and output row as
-`integrate` passes it), then takes the next subject. Every lane performs the scalar kernel's arithmetic
-in the same order, so each subject's states, counters, status and failure time equal those of the scalar
-kernel bit for bit (tests/test_lanes.py), whatever W, the chunking or the threads.
+In AUTO mode a lane whose Dormand–Prince reports stiffness hands that subject, from exactly that point
+(the t, y, h, running peak, segment, output row and next dose `integrate` passes the stiff method, with the
+subject's stops and dose increments), to a queue, and takes the next subject. A second set of W lanes, the
+Rodas4 pool, takes subjects from the queue and steps them together (`rodas_step`: the model's W-lane
+Jacobian, ∂f/∂t, LU, stage solves and right-hand sides) when all W lanes hold a subject or no
+Dormand–Prince lane is left; between steps each pool lane does what `rodas.advance` and `finish_stiff` do
+(a segment's first derivative and initial step, doses, the step limit and failure codes). With
+stiff_lanes False a lane finishes its stiff subject itself with the scalar Rodas4 (`finish_stiff`). Every
+lane performs the scalar kernel's arithmetic in the same order, so each subject's states, counters, status
+and failure time equal those of the scalar kernel bit for bit (tests/test_lanes.py), whatever W, the
+chunking or the threads.
 
 Buffers are flat, one row of W values per state (`Y[i*W + l]`). Lanes without a subject (at the end of a
 chunk) compute on their last values, which are ignored; `usage` counts lane-steps attempted and those
-that advanced a subject (their ratio is the lane occupancy).
+that advanced a subject, for each pool (their ratio is the lane occupancy).
 """
 import math
 
@@ -28,9 +35,10 @@ import numpy as np
 from numba import njit
 
 from . import status
-from .common import N_ACCEPTED, N_REJECTED, N_RHS, N_STEPS, all_finite, initial_step
+from .common import N_ACCEPTED, N_JAC, N_REJECTED, N_RHS, N_STEPS, all_finite
 from .driver import AUTO, EXPLICIT, segment_stops
 from .subject import dose_deltas
+from .methods import rodas as R
 from .methods.dopri5 import (A21, A31, A32, A41, A42, A43, A51, A52, A53, A54, A61, A62, A63, A64, A65, B1, B3,
                              B4, B5, B6, C2, C3, C4, C5, E1, E3, E4, E5, E6, E7, ORDER, _dense)
 
@@ -94,13 +102,18 @@ def _next_subject(l, s, code, t_end, codes, t_fail, SUB, PHASE, next_subject, n_
 
 
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
-def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out, t_offsets, events, options, out,
-                codes, t_fail, counters, usage):
+def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lanes, mode, functions, setup, P, t_out,
+                t_offsets, events, options, out, codes, t_fail, counters, usage):
     """Solve every subject of a chunk (the arguments of the generated `batch_solve`) on W lanes in lockstep.
 
-    rhs_lanes: the model's W-lane right-hand side; n_calls: rows of its exp/log scratch buffer; finish: the
-    model's compiled `finish_stiff` (AUTO mode); mode: driver.EXPLICIT (dopri5) or driver.AUTO.
-    usage[0] += lane-steps attempted, usage[1] += lane-steps that advanced a subject.
+    rhs_lanes: the model's W-lane right-hand side; n_calls: rows of the exp/log scratch buffer of its lane
+    functions; first_step: the model's compiled `initial_step` (common.initial_step with its rhs, compiled once
+    for both pools); stiff_step: the model's compiled `rodas_step_lanes` (the Rodas4 pool's step, `rodas_step`);
+    finish: its compiled `finish_stiff`; stiff_lanes: in AUTO mode, a subject that turns stiff goes to the
+    W-lane Rodas4 pool (True) or its lane finishes it with the scalar Rodas4 (`finish`, False);
+    mode: driver.EXPLICIT (dopri5) or driver.AUTO.
+    usage[0] += Dormand–Prince lane-steps attempted, usage[1] += those that advanced a subject; usage[2],
+    usage[3]: the same for the Rodas4 pool.
     """
     rhs = functions[0]
     initial, dose_increments, breakpoints, n_breakpoints, weight_index = setup
@@ -158,15 +171,67 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
     bps = np.empty(n_breakpoints)
     h_min_factor = 1e-14
     log_min = math.log(1e-4)
+    # the Rodas4 pool (AUTO mode with stiff_lanes): W lanes of stiff subjects, fed by a queue of the subjects
+    # the Dormand–Prince lanes hand over (each at most once, so n_sub entries)
+    pool = detect_stiff and stiff_lanes
+    nq = n_sub if pool else 0
+    nw = n * W if pool else 0
+    QS = np.zeros(nq, dtype=np.int64)
+    QT = np.zeros(nq)
+    QH = np.zeros(nq)
+    QTS = np.zeros(nq)
+    QSEG = np.zeros(nq, dtype=np.int64)
+    QKO = np.zeros(nq, dtype=np.int64)
+    QEV = np.zeros(nq, dtype=np.int64)
+    QY = np.zeros((nq, n))
+    QPEAK = np.zeros((nq, n))
+    QNST = np.zeros(nq, dtype=np.int64)
+    QSTOPS = np.zeros((nq, max_ev + n_breakpoints + 1))
+    QDELTAS = np.zeros((nq, max(max_ev, 1), n))
+    q_head = 0
+    q_tail = 0
+    RY = np.zeros(nw)
+    RYN = np.zeros(nw)
+    RDY = np.zeros(nw)
+    RF0 = np.zeros(nw)
+    RFT = np.zeros(nw)
+    RK = np.zeros(6 * nw)
+    RJ = np.zeros(n * nw)
+    RA = np.zeros(n * nw + nw + W if pool else 0)  # LU factors, pivots, regular flags
+    RPEAK = np.zeros(nw)
+    RPL = np.zeros(n_par * W if pool else 0)
+    RF = np.zeros(n_calls * W if pool else 0)
+    RSUB = -np.ones(W, dtype=np.int64)
+    RPHASE = np.full(W, IDLE, dtype=np.int64)
+    RT = np.zeros(W)
+    RH = np.zeros(W)
+    RTT = np.zeros(W)
+    RTS = np.zeros(W)
+    RTSTOP = np.zeros(W)
+    RTNEW = np.zeros(W)
+    RFAC = np.zeros(W)
+    RERR = np.zeros(W)
+    RHACC = np.zeros(W)
+    RERRACC = np.zeros(W)
+    RLAST = np.zeros(W, dtype=np.bool_)
+    RREJ = np.zeros(W, dtype=np.bool_)
+    RNEEDJ = np.zeros(W, dtype=np.bool_)
+    RFIN = np.zeros(W, dtype=np.bool_)
+    RF0NEW = np.zeros(W, dtype=np.bool_)
+    RNACC = np.zeros(W, dtype=np.int64)
+    RSEG = np.zeros(W, dtype=np.int64)
+    RQ = np.zeros(W, dtype=np.int64)  # the queue entry of the lane's subject
+    REV = np.zeros(W, dtype=np.int64)
+    RKO = np.zeros(W, dtype=np.int64)
 
     next_subject = 0
+    rbusy = 0  # Rodas4 lanes with a subject at the last step
     for l in range(W):
         if next_subject < n_sub:
             SUB[l] = next_subject
             PHASE[l] = NEW_SUBJECT
             next_subject += 1
-    busy = W
-    while busy > 0:
+    while True:
         # bring every lane to READY (or IDLE), doing the scalar kernel's work between steps lane by lane
         busy = 0
         for l in range(W):
@@ -241,7 +306,7 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
                             for j in range(n):
                                 K[j * W + l] = f0[j]
                             if H[l] <= 0.0:
-                                H[l] = initial_step(rhs, t, y, f0, p, TS[l], t_stop, ORDER, rtol, atol, counters[s])
+                                H[l] = first_step(t, y, f0, p, TS[l], t_stop, ORDER, rtol, atol, counters[s])
                             NSTIFF[l] = 0
                             NNON[l] = 0
                             LOGP[l] = log_min
@@ -288,8 +353,122 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
                                                  n_sub)
             if PHASE[l] == READY:
                 busy += 1
-        if busy == 0:
+        if pool and (rbusy > 0 or q_head < q_tail):  # else every Rodas4 lane is idle and the queue empty
+            rbusy = 0
+            # the Rodas4 lanes: take handed-over subjects, and do what rodas.advance and finish_stiff do
+            # between steps, lane by lane
+            for l in range(W):
+                while RPHASE[l] != READY:
+                    if RPHASE[l] == IDLE:
+                        if q_head == q_tail:
+                            break
+                        qi = q_head
+                        q_head += 1
+                        s = QS[qi]
+                        RSUB[l] = s
+                        p = P[s]
+                        RQ[l] = qi  # its stops and dose increments stay in the queue
+                        for j in range(n):
+                            RY[j * W + l] = QY[qi, j]
+                            RPEAK[j * W + l] = QPEAK[qi, j]
+                        for q in range(n_par):
+                            RPL[q * W + l] = p[q]
+                        RT[l] = QT[qi]
+                        RH[l] = QH[qi]
+                        RTS[l] = QTS[qi]
+                        RSEG[l] = QSEG[qi]
+                        RKO[l] = QKO[qi]
+                        REV[l] = QEV[qi]
+                        RTSTOP[l] = QSTOPS[qi, RSEG[l]]
+                        RPHASE[l] = NEW_SEGMENT
+                        continue
+                    s = RSUB[l]
+                    c, d = ev_offsets[s], ev_offsets[s + 1]
+                    code = -1
+                    t_reached = 0.0
+                    if RPHASE[l] == NEW_SEGMENT:
+                        # the start of rodas.advance
+                        p = P[s]
+                        t = RT[l]
+                        for j in range(n):
+                            y[j] = RY[j * W + l]
+                        rhs(t, y, p, RTS[l], f0)
+                        counters[s, N_RHS] += 1
+                        if not all_finite(f0):
+                            code = status.NON_FINITE
+                            t_reached = t
+                        else:
+                            for j in range(n):
+                                RF0[j * W + l] = f0[j]
+                            if RH[l] <= 0.0:
+                                RH[l] = first_step(t, y, f0, p, RTS[l], RTSTOP[l], R.ORDER, rtol, atol, counters[s])
+                            RNEEDJ[l] = True
+                            RREJ[l] = False
+                            RHACC[l] = 0.0
+                            RERRACC[l] = 1e-2
+                            RNACC[l] = 0
+                            RPHASE[l] = LOOP
+                    else:  # LOOP: the top of rodas.advance's while loop
+                        t = RT[l]
+                        t_stop = RTSTOP[l]
+                        if not (t < t_stop):
+                            # the segment is done (finish_stiff): doses, then the next segment or the end
+                            RT[l] = t_stop
+                            dosed = False
+                            ev = REV[l]
+                            while ev < d - c and ev_t_all[c + ev] <= t_stop:
+                                for j in range(n):
+                                    RY[j * W + l] += QDELTAS[RQ[l], ev, j]
+                                ev += 1
+                                dosed = True
+                            REV[l] = ev
+                            if dosed:
+                                RH[l] = 0.0
+                            RSEG[l] += 1
+                            if RSEG[l] >= QNST[RQ[l]]:
+                                code = status.SUCCESS
+                                t_reached = t_stop
+                            else:
+                                RTSTOP[l] = QSTOPS[RQ[l], RSEG[l]]
+                                RTS[l] = 0.5 * (t_stop + RTSTOP[l])
+                                RPHASE[l] = NEW_SEGMENT
+                        elif counters[s, N_STEPS] >= max_steps:
+                            code = status.MAX_STEPS
+                            t_reached = t
+                        else:
+                            h = RH[l]
+                            if t + 1.01 * h >= t_stop:
+                                h = t_stop - t
+                                RLAST[l] = True
+                            else:
+                                RLAST[l] = False
+                            RH[l] = h
+                            if h <= 1e-14 * max(abs(t), 1.0):
+                                code = status.STEP_UNDERFLOW
+                                t_reached = t
+                            else:
+                                counters[s, N_STEPS] += 1
+                                RPHASE[l] = READY
+                    if code >= 0:
+                        codes[s] = code
+                        t_fail[s] = np.nan if code == status.SUCCESS else t_reached
+                        RSUB[l] = -1
+                        RPHASE[l] = IDLE
+                if RPHASE[l] == READY:
+                    rbusy += 1
+        if busy == 0 and rbusy == 0:
             break
+        if rbusy > 0 and (rbusy == W or busy == 0):
+            # one Rodas4 step for the stiff lanes (when all are taken, or no explicit lane is left):
+            # rodas.advance's arithmetic in its order, each lane with its own pivots
+            usage[2] += W
+            usage[3] += rbusy
+            stiff_step(options, (RY, RYN, RDY, RF0, RFT, RK, RJ, RA, RPEAK, RPL, RF),
+                       (RT, RH, RTT, RTS, RTSTOP, RTNEW, RFAC, RERR, RHACC, RERRACC),
+                       (RLAST, RREJ, RNEEDJ, RFIN, RF0NEW), (RSUB, RPHASE, RNACC, RKO), t_out, t_offsets, out, codes,
+                       t_fail, counters)
+            if busy == 0:
+                continue
         usage[0] += W
         usage[1] += busy
         # one Dormand–Prince step for all lanes: dopri5.advance's arithmetic in its order
@@ -425,8 +604,34 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
                     if den > 0.0 and h * math.sqrt(num / den) > 3.25:
                         NNON[l] = 0
                         NSTIFF[l] += 1
+                        if NSTIFF[l] == 15 and pool:
+                            # the rest of this subject in the Rodas4 pool, from exactly here; this lane takes
+                            # the next subject
+                            qi = q_tail
+                            q_tail += 1
+                            QS[qi] = s
+                            QT[qi] = t_new
+                            QH[qi] = h
+                            QTS[qi] = TS[l]
+                            QSEG[qi] = SEG[l]
+                            QKO[qi] = KO[l]
+                            QEV[qi] = EV[l]
+                            for i in range(n):
+                                QY[qi, i] = YN[i * W + l]
+                                QPEAK[qi, i] = PEAK[i * W + l]
+                            QNST[qi] = NST[l]
+                            QSTOPS[qi] = STOPS[l]
+                            QDELTAS[qi] = DELTAS[l]
+                            if next_subject < n_sub:
+                                SUB[l] = next_subject
+                                PHASE[l] = NEW_SUBJECT
+                                next_subject += 1
+                            else:
+                                SUB[l] = -1
+                                PHASE[l] = IDLE
+                            continue
                         if NSTIFF[l] == 15:
-                            # the rest of this subject with the stiff method, from exactly here
+                            # the rest of this subject with the scalar stiff method, from exactly here
                             a, b = t_offsets[s], t_offsets[s + 1]
                             c, d = ev_offsets[s], ev_offsets[s + 1]
                             for i in range(n):
@@ -459,4 +664,232 @@ def solve_lanes(rhs_lanes, W, n_calls, finish, mode, functions, setup, P, t_out,
                 continue
             # the subject ended in this step (a failure, or the stiff method finished it)
             next_subject = _next_subject(l, s, code, t, codes, t_fail, SUB, PHASE, next_subject, n_sub)
-        busy = 1  # re-counted at the top
+
+
+@njit(inline="always")  # inlined into the model's compiled `rodas_step_lanes` (cartkin.codegen.lanes)
+def rodas_step(functions_lanes, W, options, buffers, values, flags, integers, t_out, t_offsets, out, codes, t_fail,
+               counters):
+    """One Rodas4 step for the lanes of the stiff pool that are READY: rodas.advance's arithmetic in its order,
+    each lane with its own pivots, then each lane's accept or reject, controller, dense output and
+    negative-state check, and the next step's first derivative. A lane whose subject fails here records it
+    (codes, t_fail) and goes IDLE.
+
+    functions_lanes: the model's (rhs_lanes, jac_lanes, dfdt_lanes, lu_factor_lanes, lu_solve_lanes);
+    options: (rtol, atol, max_steps, nonnegative); buffers, values, flags, integers: the pool's arrays, as
+    solve_lanes allocates them. Compiled as a function of its own: inlined into the lockstep kernel, it
+    tripled that kernel's compile time."""
+    rhs_lanes, jac_lanes, dfdt_lanes, lu_factor_lanes, lu_solve_lanes = functions_lanes
+    rtol, atol, max_steps, nonnegative = options
+    RY, RYN, RDY, RF0, RFT, RK, RJ, RA, RPEAK, RPL, RF = buffers
+    RT, RH, RTT, RTS, RTSTOP, RTNEW, RFAC, RERR, RHACC, RERRACC = values
+    RLAST, RREJ, RNEEDJ, RFIN, RF0NEW = flags
+    RSUB, RPHASE, RNACC, RKO = integers
+    n = out.shape[1]
+    nw = n * W
+    w = RT.size
+    need_jac = False
+    for l in range(W):
+        if RPHASE[l] == READY and RNEEDJ[l]:
+            need_jac = True
+    if need_jac:
+        # every lane's Jacobian at its (t, y): a lane that did not need it gets the same numbers again
+        # (its t and y have not changed since, only rejected steps came between)
+        jac_lanes(RT, RY, RPL, RTS, RJ, RF, w)
+        dfdt_lanes(RT, RY, RPL, RTS, RFT, RF, w)
+    for l in range(W):
+        RFAC[l] = 1.0 / (RH[l] * R.GAMMA)
+    lu_factor_lanes(RJ, RFAC, RA, w)  # (fac I - J) = P L U, each lane with its own pivots
+    for l in range(W):
+        RTNEW[l] = RTSTOP[l] if RLAST[l] else RT[l] + RH[l]
+    K0 = RK[0:nw]
+    K1 = RK[nw:2 * nw]
+    K2 = RK[2 * nw:3 * nw]
+    K3 = RK[3 * nw:4 * nw]
+    K4 = RK[4 * nw:5 * nw]
+    K5 = RK[5 * nw:6 * nw]
+    # stage 1
+    for i in range(n):
+        for l in range(W):
+            K0[i * W + l] = RF0[i * W + l] + RH[l] * R.D1 * RFT[i * W + l]
+    lu_solve_lanes(RA, K0, w)
+    # stage 2
+    for i in range(n):
+        for l in range(W):
+            RYN[i * W + l] = RY[i * W + l] + R.A21 * K0[i * W + l]
+    for l in range(W):
+        RTT[l] = RT[l] + R.C2 * RH[l]
+    rhs_lanes(RTT, RYN, RPL, RTS, RDY, RF, w)
+    for i in range(n):
+        for l in range(W):
+            K1[i * W + l] = RDY[i * W + l] + (R.C21 * K0[i * W + l]) / RH[l] + RH[l] * R.D2 * RFT[i * W + l]
+    lu_solve_lanes(RA, K1, w)
+    # stage 3
+    for i in range(n):
+        for l in range(W):
+            RYN[i * W + l] = RY[i * W + l] + R.A31 * K0[i * W + l] + R.A32 * K1[i * W + l]
+    for l in range(W):
+        RTT[l] = RT[l] + R.C3 * RH[l]
+    rhs_lanes(RTT, RYN, RPL, RTS, RDY, RF, w)
+    for i in range(n):
+        for l in range(W):
+            K2[i * W + l] = (RDY[i * W + l] + (R.C31 * K0[i * W + l] + R.C32 * K1[i * W + l]) / RH[l]
+                             + RH[l] * R.D3 * RFT[i * W + l])
+    lu_solve_lanes(RA, K2, w)
+    # stage 4
+    for i in range(n):
+        for l in range(W):
+            RYN[i * W + l] = (RY[i * W + l] + R.A41 * K0[i * W + l] + R.A42 * K1[i * W + l]
+                              + R.A43 * K2[i * W + l])
+    for l in range(W):
+        RTT[l] = RT[l] + R.C4 * RH[l]
+    rhs_lanes(RTT, RYN, RPL, RTS, RDY, RF, w)
+    for i in range(n):
+        for l in range(W):
+            K3[i * W + l] = (RDY[i * W + l] + (R.C41 * K0[i * W + l] + R.C42 * K1[i * W + l]
+                                               + R.C43 * K2[i * W + l]) / RH[l]
+                             + RH[l] * R.D4 * RFT[i * W + l])
+    lu_solve_lanes(RA, K3, w)
+    # stage 5
+    for i in range(n):
+        for l in range(W):
+            RYN[i * W + l] = (RY[i * W + l] + R.A51 * K0[i * W + l] + R.A52 * K1[i * W + l]
+                              + R.A53 * K2[i * W + l] + R.A54 * K3[i * W + l])
+    rhs_lanes(RTNEW, RYN, RPL, RTS, RDY, RF, w)
+    for i in range(n):
+        for l in range(W):
+            K4[i * W + l] = RDY[i * W + l] + (R.C51 * K0[i * W + l] + R.C52 * K1[i * W + l]
+                                              + R.C53 * K2[i * W + l] + R.C54 * K3[i * W + l]) / RH[l]
+    lu_solve_lanes(RA, K4, w)
+    # stage 6 (embedded solution y_new + k5, error estimate k6)
+    for i in range(n):
+        for l in range(W):
+            RYN[i * W + l] += K4[i * W + l]
+    rhs_lanes(RTNEW, RYN, RPL, RTS, RDY, RF, w)
+    for i in range(n):
+        for l in range(W):
+            K5[i * W + l] = RDY[i * W + l] + (R.C61 * K0[i * W + l] + R.C62 * K1[i * W + l]
+                                              + R.C63 * K2[i * W + l] + R.C64 * K3[i * W + l]
+                                              + R.C65 * K4[i * W + l]) / RH[l]
+    lu_solve_lanes(RA, K5, w)
+    for i in range(n):
+        for l in range(W):
+            RYN[i * W + l] += K5[i * W + l]
+    # error norm per lane (common.error_norm), and all_finite(y_new)
+    # (all_finite as a sum of y_new * 0, NaN once a value is not finite: no branch in the lane loop)
+    for l in range(W):
+        RERR[l] = 0.0
+        RTT[l] = 0.0
+    for i in range(n):
+        for l in range(W):
+            sk = atol + rtol * max(abs(RY[i * W + l]), abs(RYN[i * W + l]))
+            r = K5[i * W + l] / sk
+            RERR[l] += r * r
+            RTT[l] += RYN[i * W + l] * 0.0
+    for l in range(W):
+        RERR[l] = math.sqrt(RERR[l] / n)
+        RFIN[l] = RTT[l] == 0.0
+    # accept or reject, lane by lane
+    any_f0 = False
+    for l in range(W):
+        RF0NEW[l] = False
+        if RPHASE[l] != READY:
+            continue
+        s = RSUB[l]
+        RPHASE[l] = LOOP
+        h = RH[l]
+        t = RT[l]
+        if RNEEDJ[l]:
+            counters[s, N_JAC] += 1
+            RNEEDJ[l] = False
+        if RA[n * nw + nw + l] == 0.0:  # singular: lu_factor returned False
+            counters[s, N_REJECTED] += 1
+            RH[l] = h * 0.5
+            RREJ[l] = True
+            continue
+        counters[s, N_RHS] += 5
+        e = RERR[l]
+        if not (math.isfinite(e) and RFIN[l]):
+            counters[s, N_REJECTED] += 1
+            h *= 0.25
+            RH[l] = h
+            if h <= 1e-14 * max(abs(t), 1.0):
+                code = status.NON_FINITE
+            else:
+                RREJ[l] = True
+                continue
+        else:
+            fac = max(1.0 / R.FAC_MAX, min(1.0 / R.FAC_MIN, e ** 0.25 / R.SAFE))
+            h_new = h / fac
+            if not (e <= 1.0):
+                counters[s, N_REJECTED] += 1
+                RREJ[l] = True
+                RH[l] = h_new
+                continue
+            counters[s, N_ACCEPTED] += 1
+            RNACC[l] += 1
+            if RNACC[l] > 1:  # Gustafsson's predictive controller
+                fac_g = (RHACC[l] / h) * (e * e / RERRACC[l]) ** 0.25 / R.SAFE
+                fac_g = max(1.0 / R.FAC_MAX, min(1.0 / R.FAC_MIN, fac_g))
+                fac = max(fac, fac_g)
+                h_new = h / fac
+            RHACC[l] = h
+            RERRACC[l] = max(1e-2, e)
+            t_new = RTNEW[l]
+            # dense output for every requested time inside (t, t_new]
+            a, b = t_offsets[s], t_offsets[s + 1]
+            k = RKO[l]
+            while a + k < b and t_out[a + k] <= t_new:
+                if t_out[a + k] == t_new:
+                    for i in range(n):
+                        out[a + k, i] = RYN[i * W + l]
+                else:
+                    sd = (t_out[a + k] - t) / h
+                    s1 = 1.0 - sd
+                    for i in range(n):
+                        k0 = K0[i * W + l]
+                        k1 = K1[i * W + l]
+                        k2 = K2[i * W + l]
+                        k3 = K3[i * W + l]
+                        k4 = K4[i * W + l]
+                        q2 = R.D21 * k0 + R.D22 * k1 + R.D23 * k2 + R.D24 * k3 + R.D25 * k4
+                        q3 = R.D31 * k0 + R.D32 * k1 + R.D33 * k2 + R.D34 * k3 + R.D35 * k4
+                        out[a + k, i] = s1 * RY[i * W + l] + sd * (RYN[i * W + l] + s1 * (q2 + sd * q3))
+                k += 1
+            RKO[l] = k
+            # common.negative_state with the lane's running peak
+            bad = False
+            for i in range(n):
+                v = RYN[i * W + l]
+                if v > RPEAK[i * W + l]:
+                    RPEAK[i * W + l] = v
+                if nonnegative[i] and v < -(10.0 * atol + rtol * RPEAK[i * W + l]):
+                    bad = True
+            if bad:
+                code = status.NEGATIVE_STATE
+                t = t_new
+            else:
+                RT[l] = t_new
+                for i in range(n):
+                    RY[i * W + l] = RYN[i * W + l]
+                if RREJ[l]:
+                    h_new = min(h_new, h)
+                RREJ[l] = False
+                RH[l] = h_new
+                if t_new < RTSTOP[l]:
+                    # the next step's first derivative (below, for all such lanes together)
+                    counters[s, N_RHS] += 1
+                    RNEEDJ[l] = True
+                    RF0NEW[l] = True
+                    any_f0 = True
+                continue
+        # the subject failed in this step
+        codes[s] = code
+        t_fail[s] = t
+        RSUB[l] = -1
+        RPHASE[l] = IDLE
+    if any_f0:
+        rhs_lanes(RT, RY, RPL, RTS, RDY, RF, w)
+        for i in range(n):
+            for l in range(W):
+                if RF0NEW[l]:
+                    RF0[i * W + l] = RDY[i * W + l]
