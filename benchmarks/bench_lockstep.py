@@ -6,7 +6,7 @@ Run by hand (not in tests):
 simulate: µs per one-year subject (365 days, 30 output times, --method auto or dopri5) of `simulate_batch` on one numba
     thread, scalar kernel (`Solver(lanes=1)`) against the lockstep kernel for each --lanes (in auto mode
     twice: with the subjects that turn stiff finished on their lane by the scalar Rodas4,
-    `run.STIFF_LANES = False`, and in the W-lane Rodas4 pool, the default), on the calling thread's CPU clock
+    `run.STIFF_LANES = False`, and in the W-lane Rodas4 pool, `True`), on the calling thread's CPU clock
     (`time.thread_time`: on a shared machine the wall time also counts the waits for a core), median of
     --repeats runs alternating the kernels; scipy `solve_ivp(LSODA)` with the same numba-compiled RHS and
     Jacobian on --scipy-subjects of them in the same run. Each lockstep run is checked against the scalar
@@ -78,7 +78,8 @@ def lane_usage(model, lanes, P, times, regimen, solver, stiff_lanes=True):
     from cartkin.solve.common import N_COUNTERS
     from cartkin.solve.events import EventTable
     n = P.shape[0]
-    kernel = compile_lanes(model, lanes).batch_solve_lanes
+    module = compile_lanes(model, lanes)
+    kernel = module.batch_solve_lanes_stiff if stiff_lanes else module.batch_solve_lanes
     out = np.empty((n * times.size, model.n_states()))
     codes = np.zeros(n, dtype=np.int64)
     t_fail = np.zeros(n)
@@ -86,8 +87,7 @@ def lane_usage(model, lanes, P, times, regimen, solver, stiff_lanes=True):
     usage = np.zeros(4, dtype=np.int64)
     c0 = time.thread_time()
     kernel(solver.mode, P, np.tile(times, n), np.arange(n + 1, dtype=np.int64) * times.size,
-           tuple(EventTable.repeat(regimen.events(model), n)), solver.options, out, codes, t_fail, counters, usage,
-           stiff_lanes)
+           tuple(EventTable.repeat(regimen.events(model), n)), solver.options, out, codes, t_fail, counters, usage)
     return usage, time.thread_time() - c0
 
 
@@ -130,7 +130,7 @@ def simulate(args) -> None:
                     c0 = time.thread_time()
                     results[label] = cartkin.simulate_batch(model, regimen, times, P, solver=solver, progress=False)
                     cpu.setdefault(label, []).append(time.thread_time() - c0)
-            run.STIFF_LANES = True
+            run.STIFF_LANES = None
             us = {k: statistics.median(c) / args.subjects * 1e6 for k, c in cpu.items()}
             ref = results["scalar"]
             identical = all(np.array_equal(r.codes, ref.codes) and np.array_equal(r.counters, ref.counters)
@@ -154,7 +154,8 @@ def assembly(args) -> None:
     functions loaded from its cache: run this part with an empty cache folder (CARTKIN_CACHE_DIR)."""
     import cartkin
     from cartkin.codegen.lanes import compile_lanes
-    parts = ("rhs_lanes", "jac_lanes", "lu_factor_lanes", "lu_solve_lanes", "rodas_step_lanes", "batch_solve_lanes")
+    parts = ("rhs_lanes", "jac_lanes", "lu_factor_lanes", "lu_solve_lanes", "rodas_step_lanes", "batch_solve_lanes",
+             "batch_solve_lanes_stiff")
     print("\n| model | W | " + " | ".join(f"{p}: packed (registers) / scalar" for p in parts) + " |")
     print("|---|---|" + "---|" * len(parts))
     arith = r"(add|sub|mul|div|fmadd\w*|fmsub\w*|fnmadd\w*|max|min)"

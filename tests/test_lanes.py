@@ -5,6 +5,8 @@ Every comparison is exact (max abs difference 0.0, equal step counters, status c
 each lane performs the scalar kernel's arithmetic in the same order. Small cases (few subjects, short
 horizons) on this machine's lane count, so the kernels compiled here are those the other tests use.
 """
+import types
+
 import numba
 import numpy as np
 import pytest
@@ -271,14 +273,14 @@ def test_stiff_pool_runs_and_is_thread_and_chunk_independent(monkeypatch):
     times = np.linspace(0.0, 60.0, 5)
     regimen = cartkin.Regimen.single(1e5)
     solver = Solver(rtol=1e-4, atol=1e-6)
-    kernel = compile_lanes(model, W).batch_solve_lanes
+    kernel = compile_lanes(model, W).batch_solve_lanes_stiff
     out = np.empty((n * times.size, model.n_states()))
     codes = np.zeros(n, dtype=np.int64)
     counters = np.zeros((n, N_COUNTERS), dtype=np.int64)
     usage = np.zeros(4, dtype=np.int64)
     kernel(solver.mode, P, np.tile(times, n), np.arange(n + 1, dtype=np.int64) * times.size,
            tuple(EventTable.repeat(regimen.events(model), n)), solver.options, out, codes, np.zeros(n), counters,
-           usage, True)
+           usage)
     assert usage[2] > 0 and 0 < usage[3] <= usage[2]  # Rodas4 lane-steps attempted / that advanced a subject
     threads = numba.get_num_threads()
     try:
@@ -296,3 +298,29 @@ def test_stiff_pool_runs_and_is_thread_and_chunk_independent(monkeypatch):
         assert np.array_equal(ref.states, other.states, equal_nan=True)
         assert np.array_equal(ref.counters, other.counters)
         assert np.array_equal(ref.codes, other.codes)
+
+
+def test_the_rodas4_pool_kernel_is_used_from_rtol_1e_5(monkeypatch):
+    """The default picks the kernel with the Rodas4 pool at loose tolerances only (where most subjects turn
+    stiff), the one without it at the default rtol 1e-6 (no compile of the pool there); STIFF_LANES forces."""
+    model = cartkin.load_model("liu2022")
+    real = run.compile_lanes(model, W)
+    used = []
+
+    def recording(name):
+        def kernel(*args):
+            used.append(name)
+            return real.batch_solve_lanes(*args)  # liu2022 never turns stiff: the same numbers, no pool compiled
+        return kernel
+    fake = types.SimpleNamespace(batch_solve_lanes=recording("plain"), batch_solve_lanes_stiff=recording("pool"))
+    monkeypatch.setattr(run, "compile_lanes", lambda model, lanes: fake)
+    P = parameter_rows(model, W, seed=3, spread=0.1)
+    times = np.linspace(0.0, 20.0, 3)
+    for rtol, force, method, expected in ((1e-6, None, "auto", "plain"), (1e-4, None, "auto", "pool"),
+                                          (1e-5, None, "auto", "pool"), (1e-6, True, "auto", "pool"),
+                                          (1e-4, False, "auto", "plain"), (1e-4, None, "dopri5", "plain")):
+        monkeypatch.setattr(run, "STIFF_LANES", force)
+        used.clear()
+        cartkin.simulate_batch(model, None, times, P, progress=False,
+                               solver=Solver(method, rtol=rtol, atol=rtol * 1e-3, lanes=W))
+        assert used == [expected], (rtol, force, method, used)

@@ -48,12 +48,23 @@ def rodas_step_lanes(options, buffers, values, flags, integers, t_out, t_offsets
                 flags, integers, t_out, t_offsets, out, codes, t_fail, counters)
 
 
+# two kernels, compiled each on first use: stiff tails on the scalar Rodas4 (the constant False lets numba
+# prune the pool's code: ~15 s to compile for il10 instead of ~50 s) and with the W-lane Rodas4 pool
 @njit(cache=True, nogil=True, error_model="numpy")
-def batch_solve_lanes(mode, P, t_out, t_offsets, events, options, out, codes, t_fail, counters, usage, stiff_lanes):
+def batch_solve_lanes(mode, P, t_out, t_offsets, events, options, out, codes, t_fail, counters, usage):
     functions = (rhs, jac, dfdt, lu_factor, lu_solve)
     options = (options[0], options[1], options[2], np.array(NONNEGATIVE))
     setup = (initial, dose_increments, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX)
-    _solve_lanes(rhs_lanes, first_step, rodas_step_lanes, LANES, N_CALLS, finish_stiff, stiff_lanes, mode, functions,
+    _solve_lanes(rhs_lanes, first_step, rodas_step_lanes, LANES, N_CALLS, finish_stiff, False, mode, functions,
+                 setup, P, t_out, t_offsets, events, options, out, codes, t_fail, counters, usage)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def batch_solve_lanes_stiff(mode, P, t_out, t_offsets, events, options, out, codes, t_fail, counters, usage):
+    functions = (rhs, jac, dfdt, lu_factor, lu_solve)
+    options = (options[0], options[1], options[2], np.array(NONNEGATIVE))
+    setup = (initial, dose_increments, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX)
+    _solve_lanes(rhs_lanes, first_step, rodas_step_lanes, LANES, N_CALLS, finish_stiff, True, mode, functions,
                  setup, P, t_out, t_offsets, events, options, out, codes, t_fail, counters, usage)
 '''
 

@@ -20,7 +20,9 @@ Rodas4 pool, takes subjects from the queue and steps them together (`rodas_step`
 Jacobian, ∂f/∂t, LU, stage solves and right-hand sides) when all W lanes hold a subject or no
 Dormand–Prince lane is left; between steps each pool lane does what `rodas.advance` and `finish_stiff` do
 (a segment's first derivative and initial step, doses, the step limit and failure codes). With
-stiff_lanes False a lane finishes its stiff subject itself with the scalar Rodas4 (`finish_stiff`). Every
+stiff_lanes False a lane finishes its stiff subject itself with the scalar Rodas4 (`finish_stiff`). Every use
+of the pool branches on stiff_lanes first, and the generated entry points pass it as a constant, so numba
+prunes the pool from the kernel without it (il10: 19 s to compile instead of ~50 s). Every
 lane performs the scalar kernel's arithmetic in the same order, so each subject's states, counters, status
 and failure time equal those of the scalar kernel bit for bit (tests/test_lanes.py), whatever W, the
 chunking or the threads.
@@ -353,122 +355,126 @@ def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lan
                                                  n_sub)
             if PHASE[l] == READY:
                 busy += 1
-        if pool and (rbusy > 0 or q_head < q_tail):  # else every Rodas4 lane is idle and the queue empty
-            rbusy = 0
-            # the Rodas4 lanes: take handed-over subjects, and do what rodas.advance and finish_stiff do
-            # between steps, lane by lane
-            for l in range(W):
-                while RPHASE[l] != READY:
-                    if RPHASE[l] == IDLE:
-                        if q_head == q_tail:
-                            break
-                        qi = q_head
-                        q_head += 1
-                        s = QS[qi]
-                        RSUB[l] = s
-                        p = P[s]
-                        RQ[l] = qi  # its stops and dose increments stay in the queue
-                        for j in range(n):
-                            RY[j * W + l] = QY[qi, j]
-                            RPEAK[j * W + l] = QPEAK[qi, j]
-                        for q in range(n_par):
-                            RPL[q * W + l] = p[q]
-                        RT[l] = QT[qi]
-                        RH[l] = QH[qi]
-                        RTS[l] = QTS[qi]
-                        RSEG[l] = QSEG[qi]
-                        RKO[l] = QKO[qi]
-                        REV[l] = QEV[qi]
-                        RTSTOP[l] = QSTOPS[qi, RSEG[l]]
-                        RPHASE[l] = NEW_SEGMENT
-                        continue
-                    s = RSUB[l]
-                    c, d = ev_offsets[s], ev_offsets[s + 1]
-                    code = -1
-                    t_reached = 0.0
-                    if RPHASE[l] == NEW_SEGMENT:
-                        # the start of rodas.advance
-                        p = P[s]
-                        t = RT[l]
-                        for j in range(n):
-                            y[j] = RY[j * W + l]
-                        rhs(t, y, p, RTS[l], f0)
-                        counters[s, N_RHS] += 1
-                        if not all_finite(f0):
-                            code = status.NON_FINITE
-                            t_reached = t
-                        else:
+        # every use of the pool branches on stiff_lanes first: a kernel compiled with the constant False
+        # (batch_solve_lanes) has these branches pruned by numba, so it compiles as fast as before the pool
+        if stiff_lanes:
+            if pool and (rbusy > 0 or q_head < q_tail):  # else every Rodas4 lane is idle and the queue empty
+                rbusy = 0
+                # the Rodas4 lanes: take handed-over subjects, and do what rodas.advance and finish_stiff do
+                # between steps, lane by lane
+                for l in range(W):
+                    while RPHASE[l] != READY:
+                        if RPHASE[l] == IDLE:
+                            if q_head == q_tail:
+                                break
+                            qi = q_head
+                            q_head += 1
+                            s = QS[qi]
+                            RSUB[l] = s
+                            p = P[s]
+                            RQ[l] = qi  # its stops and dose increments stay in the queue
                             for j in range(n):
-                                RF0[j * W + l] = f0[j]
-                            if RH[l] <= 0.0:
-                                RH[l] = first_step(t, y, f0, p, RTS[l], RTSTOP[l], R.ORDER, rtol, atol, counters[s])
-                            RNEEDJ[l] = True
-                            RREJ[l] = False
-                            RHACC[l] = 0.0
-                            RERRACC[l] = 1e-2
-                            RNACC[l] = 0
-                            RPHASE[l] = LOOP
-                    else:  # LOOP: the top of rodas.advance's while loop
-                        t = RT[l]
-                        t_stop = RTSTOP[l]
-                        if not (t < t_stop):
-                            # the segment is done (finish_stiff): doses, then the next segment or the end
-                            RT[l] = t_stop
-                            dosed = False
-                            ev = REV[l]
-                            while ev < d - c and ev_t_all[c + ev] <= t_stop:
-                                for j in range(n):
-                                    RY[j * W + l] += QDELTAS[RQ[l], ev, j]
-                                ev += 1
-                                dosed = True
-                            REV[l] = ev
-                            if dosed:
-                                RH[l] = 0.0
-                            RSEG[l] += 1
-                            if RSEG[l] >= QNST[RQ[l]]:
-                                code = status.SUCCESS
-                                t_reached = t_stop
-                            else:
-                                RTSTOP[l] = QSTOPS[RQ[l], RSEG[l]]
-                                RTS[l] = 0.5 * (t_stop + RTSTOP[l])
-                                RPHASE[l] = NEW_SEGMENT
-                        elif counters[s, N_STEPS] >= max_steps:
-                            code = status.MAX_STEPS
-                            t_reached = t
-                        else:
-                            h = RH[l]
-                            if t + 1.01 * h >= t_stop:
-                                h = t_stop - t
-                                RLAST[l] = True
-                            else:
-                                RLAST[l] = False
-                            RH[l] = h
-                            if h <= 1e-14 * max(abs(t), 1.0):
-                                code = status.STEP_UNDERFLOW
+                                RY[j * W + l] = QY[qi, j]
+                                RPEAK[j * W + l] = QPEAK[qi, j]
+                            for q in range(n_par):
+                                RPL[q * W + l] = p[q]
+                            RT[l] = QT[qi]
+                            RH[l] = QH[qi]
+                            RTS[l] = QTS[qi]
+                            RSEG[l] = QSEG[qi]
+                            RKO[l] = QKO[qi]
+                            REV[l] = QEV[qi]
+                            RTSTOP[l] = QSTOPS[qi, RSEG[l]]
+                            RPHASE[l] = NEW_SEGMENT
+                            continue
+                        s = RSUB[l]
+                        c, d = ev_offsets[s], ev_offsets[s + 1]
+                        code = -1
+                        t_reached = 0.0
+                        if RPHASE[l] == NEW_SEGMENT:
+                            # the start of rodas.advance
+                            p = P[s]
+                            t = RT[l]
+                            for j in range(n):
+                                y[j] = RY[j * W + l]
+                            rhs(t, y, p, RTS[l], f0)
+                            counters[s, N_RHS] += 1
+                            if not all_finite(f0):
+                                code = status.NON_FINITE
                                 t_reached = t
                             else:
-                                counters[s, N_STEPS] += 1
-                                RPHASE[l] = READY
-                    if code >= 0:
-                        codes[s] = code
-                        t_fail[s] = np.nan if code == status.SUCCESS else t_reached
-                        RSUB[l] = -1
-                        RPHASE[l] = IDLE
-                if RPHASE[l] == READY:
-                    rbusy += 1
+                                for j in range(n):
+                                    RF0[j * W + l] = f0[j]
+                                if RH[l] <= 0.0:
+                                    RH[l] = first_step(t, y, f0, p, RTS[l], RTSTOP[l], R.ORDER, rtol, atol, counters[s])
+                                RNEEDJ[l] = True
+                                RREJ[l] = False
+                                RHACC[l] = 0.0
+                                RERRACC[l] = 1e-2
+                                RNACC[l] = 0
+                                RPHASE[l] = LOOP
+                        else:  # LOOP: the top of rodas.advance's while loop
+                            t = RT[l]
+                            t_stop = RTSTOP[l]
+                            if not (t < t_stop):
+                                # the segment is done (finish_stiff): doses, then the next segment or the end
+                                RT[l] = t_stop
+                                dosed = False
+                                ev = REV[l]
+                                while ev < d - c and ev_t_all[c + ev] <= t_stop:
+                                    for j in range(n):
+                                        RY[j * W + l] += QDELTAS[RQ[l], ev, j]
+                                    ev += 1
+                                    dosed = True
+                                REV[l] = ev
+                                if dosed:
+                                    RH[l] = 0.0
+                                RSEG[l] += 1
+                                if RSEG[l] >= QNST[RQ[l]]:
+                                    code = status.SUCCESS
+                                    t_reached = t_stop
+                                else:
+                                    RTSTOP[l] = QSTOPS[RQ[l], RSEG[l]]
+                                    RTS[l] = 0.5 * (t_stop + RTSTOP[l])
+                                    RPHASE[l] = NEW_SEGMENT
+                            elif counters[s, N_STEPS] >= max_steps:
+                                code = status.MAX_STEPS
+                                t_reached = t
+                            else:
+                                h = RH[l]
+                                if t + 1.01 * h >= t_stop:
+                                    h = t_stop - t
+                                    RLAST[l] = True
+                                else:
+                                    RLAST[l] = False
+                                RH[l] = h
+                                if h <= 1e-14 * max(abs(t), 1.0):
+                                    code = status.STEP_UNDERFLOW
+                                    t_reached = t
+                                else:
+                                    counters[s, N_STEPS] += 1
+                                    RPHASE[l] = READY
+                        if code >= 0:
+                            codes[s] = code
+                            t_fail[s] = np.nan if code == status.SUCCESS else t_reached
+                            RSUB[l] = -1
+                            RPHASE[l] = IDLE
+                    if RPHASE[l] == READY:
+                        rbusy += 1
         if busy == 0 and rbusy == 0:
             break
-        if rbusy > 0 and (rbusy == W or busy == 0):
-            # one Rodas4 step for the stiff lanes (when all are taken, or no explicit lane is left):
-            # rodas.advance's arithmetic in its order, each lane with its own pivots
-            usage[2] += W
-            usage[3] += rbusy
-            stiff_step(options, (RY, RYN, RDY, RF0, RFT, RK, RJ, RA, RPEAK, RPL, RF),
-                       (RT, RH, RTT, RTS, RTSTOP, RTNEW, RFAC, RERR, RHACC, RERRACC),
-                       (RLAST, RREJ, RNEEDJ, RFIN, RF0NEW), (RSUB, RPHASE, RNACC, RKO), t_out, t_offsets, out, codes,
-                       t_fail, counters)
-            if busy == 0:
-                continue
+        if stiff_lanes:
+            if rbusy > 0 and (rbusy == W or busy == 0):
+                # one Rodas4 step for the stiff lanes (when all are taken, or no explicit lane is left):
+                # rodas.advance's arithmetic in its order, each lane with its own pivots
+                usage[2] += W
+                usage[3] += rbusy
+                stiff_step(options, (RY, RYN, RDY, RF0, RFT, RK, RJ, RA, RPEAK, RPL, RF),
+                           (RT, RH, RTT, RTS, RTSTOP, RTNEW, RFAC, RERR, RHACC, RERRACC),
+                           (RLAST, RREJ, RNEEDJ, RFIN, RF0NEW), (RSUB, RPHASE, RNACC, RKO), t_out, t_offsets, out, codes,
+                           t_fail, counters)
+                if busy == 0:
+                    continue
         usage[0] += W
         usage[1] += busy
         # one Dormand–Prince step for all lanes: dopri5.advance's arithmetic in its order
@@ -604,7 +610,7 @@ def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lan
                     if den > 0.0 and h * math.sqrt(num / den) > 3.25:
                         NNON[l] = 0
                         NSTIFF[l] += 1
-                        if NSTIFF[l] == 15 and pool:
+                        if stiff_lanes and NSTIFF[l] == 15 and pool:
                             # the rest of this subject in the Rodas4 pool, from exactly here; this lane takes
                             # the next subject
                             qi = q_tail
