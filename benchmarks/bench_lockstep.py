@@ -183,29 +183,41 @@ def assembly(args) -> None:
             print(f"| {name} | {w} | " + " | ".join(cells) + " |", flush=True)
 
 
+# each model's virtual population for the population part: log-normal CVs (%) and covariates
+POPULATIONS = {
+    "il10": ({"f_blood": 30, "k_act": 30, "rho": 20, "kappa": 30, "k_exh": 30, "k_mem": 30, "delta_E": 30,
+              "delta_M": 30, "r_L": 30, "B0": 30}, {"L0": (1000.0, 100.0)}),
+    "liu2022": ({"rTA0": 30, "lTA0": 30, "eBp": 50, "nTN0": 100}, {"nB0": (2200.0, 100.0)}),
+    "stein2019": ({"foldx": 50, "Tmax": 30, "Cmax": 50, "alpha": 30, "FB": 50, "beta": 30}, {}),
+}
+
+
 def population(args) -> None:
     import numba
     import cartkin
     from cartkin.population import LogNormal
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     n = args.population_subjects
-    pop = cartkin.Population("il10", n=n, seed=2026, variability=cartkin.Variability(cv={
-        "f_blood": 30, "k_act": 30, "rho": 20, "kappa": 30, "k_exh": 30, "k_mem": 30, "delta_E": 30,
-        "delta_M": 30, "r_L": 30, "B0": 30}), covariates={"L0": LogNormal(1000.0, 100.0)})
     times = np.linspace(0, 365, 30)
-    regimen = cartkin.Regimen.single(dose_per_kg=1e5)
-    cartkin.simulate_summaries("il10", regimen, times, cartkin.Population("il10", n=64), progress=False)
-    print("\n| subjects | threads | kernel | wall time | subjects per second | mean steps | solved | load before / after |")
-    print("|---|---|---|---|---|---|---|---|")
-    for lanes in [None] + ([1] if args.population_scalar else []):
-        before = load()
-        t0 = time.perf_counter()
-        res = cartkin.simulate_summaries("il10", regimen, times, pop, progress=False,
-                                         solver=cartkin.Solver(lanes=lanes))
-        wall = time.perf_counter() - t0
-        kernel = "scalar" if lanes == 1 else "lockstep"
-        print(f"| {n:,} | {numba.get_num_threads()} | {kernel} | {wall:.1f} s | {n / wall:,.0f} | "
-              f"{res.counters[0] / n:.0f} | {int(res.ok.sum()):,} | {before} / {load()} |", flush=True)
+    print("\n| model | subjects | threads | kernel | wall time | subjects per second | mean steps | solved | "
+          "load before / after |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        cv, covariates = POPULATIONS[name]
+        pop = cartkin.Population(name, n=n, seed=2026, variability=cartkin.Variability(cv=cv),
+                                 covariates={k: LogNormal(*v) for k, v in covariates.items()})
+        model = cartkin.load_model(name)
+        regimen = cartkin.Regimen.single(dose_per_kg=1e5) if model.dose is not None else cartkin.Regimen.none()
+        cartkin.simulate_summaries(name, regimen, times, cartkin.Population(name, n=64), progress=False)
+        for lanes in [None] + ([1] if args.population_scalar else []):
+            before = load()
+            t0 = time.perf_counter()
+            res = cartkin.simulate_summaries(name, regimen, times, pop, progress=False,
+                                             solver=cartkin.Solver(lanes=lanes))
+            wall = time.perf_counter() - t0
+            kernel = "scalar" if lanes == 1 else "lockstep"
+            print(f"| {name} | {n:,} | {numba.get_num_threads()} | {kernel} | {wall:.1f} s | {n / wall:,.0f} | "
+                  f"{res.counters[0] / n:.0f} | {int(res.ok.sum()):,} | {before} / {load()} |", flush=True)
 
 
 def saem(args) -> None:
