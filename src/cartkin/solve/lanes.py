@@ -103,6 +103,51 @@ def _next_subject(l, s, code, t_end, codes, t_fail, SUB, PHASE, next_subject, n_
     return next_subject
 
 
+@njit(inline="always")
+def _dose_lane(Y, W, l, n, deltas, ev, n_ev, ev_t, t_stop):
+    """A lane's doses at the end of a segment (integrate's): add each dose increment up to t_stop to lane l
+    of Y. deltas: the subject's increments (n_ev × n), ev_t: its dose times, ev: the next dose. (ev, dosed)."""
+    dosed = False
+    while ev < n_ev and ev_t[ev] <= t_stop:
+        for j in range(n):
+            Y[j * W + l] += deltas[ev, j]
+        ev += 1
+        dosed = True
+    return ev, dosed
+
+
+@njit(inline="always")
+def _segment_start(rhs, first_step, order, Y, F, W, l, t, t_stop, ts, p, h, rtol, atol, counters_s, y, f0):
+    """The start of a method's advance for lane l (dopri5.advance, rodas.advance): its state into y, the first
+    derivative into f0 and lane l of F, the initial step when h <= 0. (derivative finite?, h)."""
+    for j in range(y.size):
+        y[j] = Y[j * W + l]
+    rhs(t, y, p, ts, f0)
+    counters_s[N_RHS] += 1
+    if not all_finite(f0):
+        return False, h
+    for j in range(y.size):
+        F[j * W + l] = f0[j]
+    if h <= 0.0:
+        h = first_step(t, y, f0, p, ts, t_stop, order, rtol, atol, counters_s)
+    return True, h
+
+
+@njit(inline="always")
+def _step_top(t, t_stop, h, n_steps, max_steps):
+    """The top of a method's step loop (dopri5.advance, rodas.advance) for one lane inside its segment: the
+    step limit, the last step of the segment, the underflow check. (code, h, last): code -1 to step."""
+    if n_steps >= max_steps:
+        return status.MAX_STEPS, h, False
+    last = False
+    if t + 1.01 * h >= t_stop:
+        h = t_stop - t
+        last = True
+    if h <= 1e-14 * max(abs(t), 1.0):
+        return status.STEP_UNDERFLOW, h, last
+    return -1, h, last
+
+
 @njit(inline="always")  # inlined so the model functions it takes stay cacheable
 def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lanes, mode, functions, setup, P, t_out,
                 t_offsets, events, options, out, codes, t_fail, counters, usage):
@@ -297,18 +342,12 @@ def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lan
                         t_stop = STOPS[l, SEG[l]]
                         TSTOP[l] = t_stop
                         TS[l] = 0.5 * (t + t_stop)
-                        for j in range(n):
-                            y[j] = Y[j * W + l]
-                        rhs(t, y, p, TS[l], f0)
-                        counters[s, N_RHS] += 1
-                        if not all_finite(f0):
+                        ok, H[l] = _segment_start(rhs, first_step, ORDER, Y, K, W, l, t, t_stop, TS[l], p, H[l], rtol,
+                                                  atol, counters[s], y, f0)
+                        if not ok:
                             code = status.NON_FINITE
                             t_reached = t
                         else:
-                            for j in range(n):
-                                K[j * W + l] = f0[j]
-                            if H[l] <= 0.0:
-                                H[l] = first_step(t, y, f0, p, TS[l], t_stop, ORDER, rtol, atol, counters[s])
                             NSTIFF[l] = 0
                             NNON[l] = 0
                             LOGP[l] = log_min
@@ -320,31 +359,14 @@ def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lan
                     if not (t < t_stop):
                         # the segment is done: integrate sets t to the stop and applies its doses
                         T[l] = t_stop
-                        dosed = False
-                        ev = EV[l]
-                        while ev < d - c and ev_t_all[c + ev] <= t_stop:
-                            for j in range(n):
-                                Y[j * W + l] += DELTAS[l, ev, j]
-                            ev += 1
-                            dosed = True
-                        EV[l] = ev
+                        EV[l], dosed = _dose_lane(Y, W, l, n, DELTAS[l], EV[l], d - c, ev_t_all[c:d], t_stop)
                         if dosed:
                             H[l] = 0.0
                         SEG[l] += 1
                         PHASE[l] = NEW_SEGMENT
-                    elif counters[s, N_STEPS] >= max_steps:
-                        code = status.MAX_STEPS
-                        t_reached = t
                     else:
-                        h = H[l]
-                        if t + 1.01 * h >= t_stop:
-                            h = t_stop - t
-                            LAST[l] = True
-                        else:
-                            LAST[l] = False
-                        H[l] = h
-                        if h <= h_min_factor * max(abs(t), 1.0):
-                            code = status.STEP_UNDERFLOW
+                        code, H[l], LAST[l] = _step_top(t, t_stop, H[l], counters[s, N_STEPS], max_steps)
+                        if code >= 0:
                             t_reached = t
                         else:
                             counters[s, N_STEPS] += 1
@@ -395,18 +417,12 @@ def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lan
                             # the start of rodas.advance
                             p = P[s]
                             t = RT[l]
-                            for j in range(n):
-                                y[j] = RY[j * W + l]
-                            rhs(t, y, p, RTS[l], f0)
-                            counters[s, N_RHS] += 1
-                            if not all_finite(f0):
+                            ok, RH[l] = _segment_start(rhs, first_step, R.ORDER, RY, RF0, W, l, t, RTSTOP[l], RTS[l], p,
+                                                       RH[l], rtol, atol, counters[s], y, f0)
+                            if not ok:
                                 code = status.NON_FINITE
                                 t_reached = t
                             else:
-                                for j in range(n):
-                                    RF0[j * W + l] = f0[j]
-                                if RH[l] <= 0.0:
-                                    RH[l] = first_step(t, y, f0, p, RTS[l], RTSTOP[l], R.ORDER, rtol, atol, counters[s])
                                 RNEEDJ[l] = True
                                 RREJ[l] = False
                                 RHACC[l] = 0.0
@@ -419,14 +435,8 @@ def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lan
                             if not (t < t_stop):
                                 # the segment is done (finish_stiff): doses, then the next segment or the end
                                 RT[l] = t_stop
-                                dosed = False
-                                ev = REV[l]
-                                while ev < d - c and ev_t_all[c + ev] <= t_stop:
-                                    for j in range(n):
-                                        RY[j * W + l] += QDELTAS[RQ[l], ev, j]
-                                    ev += 1
-                                    dosed = True
-                                REV[l] = ev
+                                REV[l], dosed = _dose_lane(RY, W, l, n, QDELTAS[RQ[l]], REV[l], d - c, ev_t_all[c:d],
+                                                           t_stop)
                                 if dosed:
                                     RH[l] = 0.0
                                 RSEG[l] += 1
@@ -437,19 +447,9 @@ def solve_lanes(rhs_lanes, first_step, stiff_step, W, n_calls, finish, stiff_lan
                                     RTSTOP[l] = QSTOPS[RQ[l], RSEG[l]]
                                     RTS[l] = 0.5 * (t_stop + RTSTOP[l])
                                     RPHASE[l] = NEW_SEGMENT
-                            elif counters[s, N_STEPS] >= max_steps:
-                                code = status.MAX_STEPS
-                                t_reached = t
                             else:
-                                h = RH[l]
-                                if t + 1.01 * h >= t_stop:
-                                    h = t_stop - t
-                                    RLAST[l] = True
-                                else:
-                                    RLAST[l] = False
-                                RH[l] = h
-                                if h <= 1e-14 * max(abs(t), 1.0):
-                                    code = status.STEP_UNDERFLOW
+                                code, RH[l], RLAST[l] = _step_top(t, t_stop, RH[l], counters[s, N_STEPS], max_steps)
+                                if code >= 0:
                                     t_reached = t
                                 else:
                                     counters[s, N_STEPS] += 1
