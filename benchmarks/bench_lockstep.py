@@ -6,7 +6,7 @@ Run by hand (not in tests):
 simulate: µs per one-year subject (365 days, 30 output times, --method auto or dopri5) of `simulate_batch` on one numba
     thread, scalar kernel (`Solver(lanes=1)`) against the lockstep kernel for each --lanes (in auto mode
     twice: with the subjects that turn stiff finished on their lane by the scalar Rodas4,
-    `run.STIFF_LANES = False`, and in the W-lane Rodas4 pool, `True`), on the calling thread's CPU clock
+    `Solver(stiff_lanes=False)`, and in the W-lane Rodas4 pool, `True`), on the calling thread's CPU clock
     (`time.thread_time`: on a shared machine the wall time also counts the waits for a core), median of
     --repeats runs alternating the kernels; scipy `solve_ivp(LSODA)` with the same numba-compiled RHS and
     Jacobian on --scipy-subjects of them in the same run. Each lockstep run is checked against the scalar
@@ -94,7 +94,6 @@ def lane_usage(model, lanes, P, times, regimen, solver, stiff_lanes=True):
 def simulate(args) -> None:
     import cartkin
     from cartkin.codegen import compile_model
-    from cartkin.simulation import run
     import numba
     numba.set_num_threads(1)
     times = np.linspace(0, 365, 30)
@@ -125,12 +124,10 @@ def simulate(args) -> None:
             results, cpu = {}, {}
             for _ in range(args.repeats):  # alternate the kernels, so a change of load hits all of them
                 for label, w, pool in kernels:
-                    run.STIFF_LANES = pool
-                    solver = cartkin.Solver(args.method, rtol=rtol, atol=atol, lanes=w)
+                    solver = cartkin.Solver(args.method, rtol=rtol, atol=atol, lanes=w, stiff_lanes=pool)
                     c0 = time.thread_time()
                     results[label] = cartkin.simulate_batch(model, regimen, times, P, solver=solver, progress=False)
                     cpu.setdefault(label, []).append(time.thread_time() - c0)
-            run.STIFF_LANES = None
             us = {k: statistics.median(c) / args.subjects * 1e6 for k, c in cpu.items()}
             ref = results["scalar"]
             identical = all(np.array_equal(r.codes, ref.codes) and np.array_equal(r.counters, ref.counters)

@@ -162,6 +162,12 @@ def test_bad_lane_counts_are_refused(lanes):
         Solver(lanes=lanes)
 
 
+@pytest.mark.parametrize("value", [1, 0, "yes", 1.0])
+def test_bad_stiff_lanes_are_refused(value):
+    with pytest.raises(CartkinError, match="stiff_lanes must be None, True or False"):
+        Solver(stiff_lanes=value)
+
+
 # ---- the W-lane Rodas4 pool: lane Jacobian, ∂f/∂t and LU, and the kernel with stiff subjects ------------------
 
 @pytest.mark.parametrize("name", ["il10", "liu2022", "stein2019"])
@@ -237,7 +243,7 @@ def test_lane_lu_equals_scalar_lu_bit_for_bit():
     assert not moved[0] and moved[1]  # lanes with and without row exchanges
 
 
-def test_il10_stiff_pool_equals_scalar(monkeypatch):
+def test_il10_stiff_pool_equals_scalar():
     """il10 in auto mode at rtol 1e-4, where every subject turns stiff: the Rodas4 pool against the scalar
     kernel and against the lockstep kernel with scalar Rodas4 tails, bit for bit; doses on different days
     (after the switch too), a step budget some subjects exhaust in their stiff part, a non-finite parameter,
@@ -255,8 +261,7 @@ def test_il10_stiff_pool_equals_scalar(monkeypatch):
     budget = int(np.median(full[4][ok, 0]))
     scalar, pool = solve_both(model, P, times, events, max_steps=budget, **kw)
     assert_identical(scalar, pool)
-    monkeypatch.setattr(run, "STIFF_LANES", False)
-    tails = run.solve_subjects(model, P, times, events, Solver(lanes=W, max_steps=budget, **kw))
+    tails = run.solve_subjects(model, P, times, events, Solver(lanes=W, max_steps=budget, stiff_lanes=False, **kw))
     assert_identical(scalar, tails)
     codes, counters = scalar[2], scalar[4]
     assert ((codes == st.MAX_STEPS) & (counters[:, N_JAC] > 0)).any()  # failed in the stiff part
@@ -302,7 +307,8 @@ def test_stiff_pool_runs_and_is_thread_and_chunk_independent(monkeypatch):
 
 def test_the_rodas4_pool_kernel_is_used_from_rtol_1e_5(monkeypatch):
     """The default picks the kernel with the Rodas4 pool at loose tolerances only (where most subjects turn
-    stiff), the one without it at the default rtol 1e-6 (no compile of the pool there); STIFF_LANES forces."""
+    stiff), the one without it at the default rtol 1e-6 (no compile of the pool there); Solver(stiff_lanes=...)
+    forces either."""
     model = cartkin.load_model("liu2022")
     real = run.compile_lanes(model, W)
     used = []
@@ -319,8 +325,7 @@ def test_the_rodas4_pool_kernel_is_used_from_rtol_1e_5(monkeypatch):
     for rtol, force, method, expected in ((1e-6, None, "auto", "plain"), (1e-4, None, "auto", "pool"),
                                           (1e-5, None, "auto", "pool"), (1e-6, True, "auto", "pool"),
                                           (1e-4, False, "auto", "plain"), (1e-4, None, "dopri5", "plain")):
-        monkeypatch.setattr(run, "STIFF_LANES", force)
         used.clear()
         cartkin.simulate_batch(model, None, times, P, progress=False,
-                               solver=Solver(method, rtol=rtol, atol=rtol * 1e-3, lanes=W))
+                               solver=Solver(method, rtol=rtol, atol=rtol * 1e-3, lanes=W, stiff_lanes=force))
         assert used == [expected], (rtol, force, method, used)

@@ -24,20 +24,12 @@ from ..progress import as_callback
 from ..solve import status as st
 from ..solve.common import N_COUNTERS
 from ..solve.events import Events, EventTable
-from ..solve.driver import AUTO
 from ..solve.lanes import LANE_MODES
 from ..solve.solver import Solver
 from .results import BatchResult, SimulationResult
 
 #: fewest subjects per chunk handed to a worker thread (see run_chunks)
 MIN_CHUNK = 64
-#: in auto mode, the lockstep kernel finishes subjects that turned stiff in its W-lane Rodas4 pool (True) or
-#: each with the scalar Rodas4 on its lane (False); None: the pool when rtol >= STIFF_LANES_RTOL. The numbers
-#: are the same bit for bit either way; the pool is a kernel of its own, compiled on first use (il10: ~35 s
-#: more), and pays only where most subjects turn stiff (il10 at rtol 1e-4: 1.36x the scalar kernel against
-#: 1.10x with scalar tails; at 1e-6, where ~10% turn stiff, no measurable gain: README, Benchmarks)
-STIFF_LANES: bool | None = None
-STIFF_LANES_RTOL = 1e-5
 
 
 def check_times(times) -> np.ndarray:
@@ -150,10 +142,8 @@ def solve_table(model: Model, P: np.ndarray, t_flat: np.ndarray, t_offsets: np.n
     lanes = lane_count(solver)
     lane_kernel = None
     if lanes > 1 and n >= lanes:
-        pool = STIFF_LANES if STIFF_LANES is not None else solver.rtol >= STIFF_LANES_RTOL
         lane_module = compile_lanes(model, lanes)
-        lane_kernel = (lane_module.batch_solve_lanes_stiff if pool and solver.mode == AUTO
-                       else lane_module.batch_solve_lanes)
+        lane_kernel = lane_module.batch_solve_lanes_stiff if solver.uses_stiff_lanes else lane_module.batch_solve_lanes
     run_chunks(module.batch_solve, solver, P, t_flat, t_offsets, EventTable.from_arrays(*events), out, codes,
                t_fail, counters, progress, lane_kernel, lanes)
     return out, t_offsets, codes, t_fail, counters

@@ -13,6 +13,10 @@ MAX_RTOL = 1e-2
 MAX_ATOL = 1e-2
 #: lane counts of the lockstep kernel (`cartkin.solve.lanes`) a Solver accepts; 1 = the scalar kernel
 LANE_WIDTHS = (1, 2, 4, 8, 16)
+#: by default (stiff_lanes None) the lockstep kernel's Rodas4 pool is used from this rtol up: there most il10
+#: subjects turn stiff and it pays (1.36x the scalar kernel at 1e-4 against 1.10x with scalar Rodas4 tails);
+#: at 1e-6 ~10% do and it gains nothing measurable, while its kernel costs ~44 s to compile (README, Benchmarks)
+STIFF_LANES_RTOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -24,13 +28,16 @@ class Solver:
     tolerance, at most MAX_ATOL; max_steps: step budget per subject. lanes: how many subjects the batch
     kernel advances in lockstep (`cartkin.solve.lanes`, for "dopri5" and "auto"): None for this machine's
     vector width (8 with AVX-512, 4 with AVX2), 1 for the scalar kernel, or one of LANE_WIDTHS. Results
-    are the same bit for bit whatever it is; only the speed changes.
+    are the same bit for bit whatever it is; only the speed changes. stiff_lanes: in "auto", whether the
+    lockstep kernel finishes subjects that turn stiff in its W-lane Rodas4 pool (True) or each on its lane
+    with the scalar Rodas4 (False); None: the pool from rtol STIFF_LANES_RTOL up. Same numbers either way.
     """
     method: str = "auto"
     rtol: float = 1e-6
     atol: float = 1e-9
     max_steps: int = 100_000
     lanes: int | None = None
+    stiff_lanes: bool | None = None
 
     def __post_init__(self):
         if self.method not in method_names():
@@ -50,6 +57,15 @@ class Solver:
                                        or self.lanes not in LANE_WIDTHS):
             raise CartkinError(f"lanes must be None (this machine's width) or one of "
                                f"{', '.join(map(str, LANE_WIDTHS))}, got {self.lanes!r}")
+        if not (self.stiff_lanes is None or isinstance(self.stiff_lanes, bool)):
+            raise CartkinError(f"stiff_lanes must be None, True or False, got {self.stiff_lanes!r}")
+
+    @property
+    def uses_stiff_lanes(self) -> bool:
+        """Whether the lockstep kernel runs its Rodas4 pool for this solver (auto mode only)."""
+        if self.method != AUTO.name:
+            return False
+        return self.rtol >= STIFF_LANES_RTOL if self.stiff_lanes is None else bool(self.stiff_lanes)
 
     @property
     def mode(self) -> int:
