@@ -20,10 +20,10 @@ import functools
 
 import sympy as sp
 
-from ..model.definition import Model, t
+from ..model.definition import Model
 from ..solve import linalg
 from ..solve.solver import LANE_WIDTHS
-from .generate import GENERATED, _piecewise_conditions_at_ts, compile_model, load_module, module_key
+from .generate import GENERATED, MODULE_HEADER, compile_model, load_module, module_key, right_hand_side
 from .printer import _Printer, assignments, to_code
 
 ENTRY_TEMPLATE = '''
@@ -48,23 +48,18 @@ def rodas_step_lanes(options, buffers, values, flags, integers, t_out, t_offsets
                 flags, integers, t_out, t_offsets, out, codes, t_fail, counters)
 
 
-# two kernels, compiled each on first use: stiff tails on the scalar Rodas4 (the constant False lets numba
-# prune the pool's code: ~15 s to compile for il10 instead of ~50 s) and with the W-lane Rodas4 pool
+'''
+
+# the two lockstep kernels, compiled each on first use: batch_solve_lanes (stiff tails on the scalar Rodas4:
+# the constant False lets numba prune the pool's code, ~19 s to compile for il10 instead of ~53 s) and
+# batch_solve_lanes_stiff (the W-lane Rodas4 pool)
+KERNEL_TEMPLATE = '''
 @njit(cache=True, nogil=True, error_model="numpy")
-def batch_solve_lanes(mode, P, t_out, t_offsets, events, options, out, codes, t_fail, counters, usage):
+def {name}(mode, P, t_out, t_offsets, events, options, out, codes, t_fail, counters, usage):
     functions = (rhs, jac, dfdt, lu_factor, lu_solve)
     options = (options[0], options[1], options[2], np.array(NONNEGATIVE))
     setup = (initial, dose_increments, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX)
-    _solve_lanes(rhs_lanes, first_step, rodas_step_lanes, LANES, N_CALLS, finish_stiff, False, mode, functions,
-                 setup, P, t_out, t_offsets, events, options, out, codes, t_fail, counters, usage)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def batch_solve_lanes_stiff(mode, P, t_out, t_offsets, events, options, out, codes, t_fail, counters, usage):
-    functions = (rhs, jac, dfdt, lu_factor, lu_solve)
-    options = (options[0], options[1], options[2], np.array(NONNEGATIVE))
-    setup = (initial, dose_increments, breakpoints, N_BREAKPOINTS, WEIGHT_INDEX)
-    _solve_lanes(rhs_lanes, first_step, rodas_step_lanes, LANES, N_CALLS, finish_stiff, True, mode, functions,
+    _solve_lanes(rhs_lanes, first_step, rodas_step_lanes, LANES, N_CALLS, finish_stiff, {stiff_lanes}, mode, functions,
                  setup, P, t_out, t_offsets, events, options, out, codes, t_fail, counters, usage)
 '''
 
@@ -84,18 +79,23 @@ def lane_width() -> int:
     return 2
 
 
+def _lane_loads(model: Model, W: int) -> list[str]:
+    """The statements that read lane _l's parameters, states, time and segment midpoint."""
+    return ([f"{q} = _P[{i * W} + _l]" for i, q in enumerate(model.parameter_names)]
+            + [f"{s} = _Y[{i * W} + _l]" for i, s in enumerate(model.state_names)]
+            + ["t = _T[_l]", "ts = _S[_l]"])
+
+
 def rhs_lanes_source(model: Model, lanes: int) -> tuple[str, int]:
     """Source of `rhs_lanes(_T, _Y, _P, _S, _OUT, _F, _w)` for `lanes` lanes (the first _w used), and the
     number of exp/log calls it evaluates per lane (the rows of the scratch buffer _F).
 
     _T: the time of each lane, _S: each lane's segment midpoint `ts` (Piecewise conditions read it)."""
     W = int(lanes)
-    exprs = [_piecewise_conditions_at_ts(model.equations[s]) for s in model.state_names]
+    exprs = list(right_hand_side(model)[0])
     calls = sorted({a for e in exprs for a in e.atoms(sp.exp, sp.log)}, key=str)
     exprs = [e.subs({c: sp.Symbol(f"_f{k}") for k, c in enumerate(calls)}) for e in exprs]
-    load = ([f"{q} = _P[{i * W} + _l]" for i, q in enumerate(model.parameter_names)]
-            + [f"{s} = _Y[{i * W} + _l]" for i, s in enumerate(model.state_names)]
-            + ["t = _T[_l]", "ts = _S[_l]"])
+    load = _lane_loads(model, W)
     lines = ["@njit(cache=True, error_model='numpy')", "def rhs_lanes(_T, _Y, _P, _S, _OUT, _F, _w):"]
     if calls:
         lines += ["    for _l in range(_w):"] + ["        " + x for x in load]
@@ -124,7 +124,8 @@ class _CallPrinter(_Printer):
     _print_log = _print_call
 
 
-def lane_function_source(name: str, model: Model, targets: list[str], exprs: list, lanes: int) -> tuple[str, int]:
+def lane_function_source(name: str, model: Model, targets: list[str], exprs: list, lanes: int,
+                         zeros: list[str] = ()) -> tuple[str, int]:
     """Source of `name(_T, _Y, _P, _S, _OUT, _F, _w)` computing exprs into the W-lane targets with the
     scalar generated code's common subexpressions and printing (`printer.assignments`), and the number of
     exp/log calls it evaluates per lane (rows of _F).
@@ -132,13 +133,14 @@ def lane_function_source(name: str, model: Model, targets: list[str], exprs: lis
     The calls are evaluated first in a lane loop of their own (with the common subexpressions their
     arguments need, printed as the scalar code prints them), so that the main lane loop holds no libm call
     and LLVM vectorises it; the main loop then reads each call's value from _F. Every operation is the scalar
-    one on the same operands, so each lane's values equal the scalar function's bit for bit."""
+    one on the same operands, so each lane's values equal the scalar function's bit for bit. zeros: W-lane
+    targets set to 0.0 first (the structural zeros of a matrix)."""
     W = int(lanes)
     exprs = [sp.sympify(e) for e in exprs]
     lines = ["@njit(cache=True, error_model='numpy')", f"def {name}(_T, _Y, _P, _S, _OUT, _F, _w):"]
-    load = ([f"{q} = _P[{i * W} + _l]" for i, q in enumerate(model.parameter_names)]
-            + [f"{s} = _Y[{i * W} + _l]" for i, s in enumerate(model.state_names)]
-            + ["t = _T[_l]", "ts = _S[_l]"])
+    if zeros:
+        lines += ["    for _l in range(_w):"] + [f"        {z} = 0.0" for z in zeros]
+    load = _lane_loads(model, W)
     if not exprs:
         return "\n".join(lines + ["    return"]), 0
     replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_x"))  # as printer.assignments
@@ -170,27 +172,20 @@ def jac_lanes_source(model: Model, lanes: int) -> tuple[str, int]:
     """`jac_lanes`: the scalar `jac` (generate.py) for W lanes, the n×n matrix of lane l at
     `_OUT[(i*n + j)*W + l]`; the structural zeros are written as zeros, as the scalar one does."""
     W = int(lanes)
-    sx = [sp.Symbol(s) for s in model.state_names]
-    f = sp.Matrix([_piecewise_conditions_at_ts(model.equations[s]) for s in model.state_names])
-    dfdy = f.jacobian(sx)
-    n = len(sx)
+    dfdy = right_hand_side(model)[1]
+    n = dfdy.rows
     entries = [(i, j, dfdy[i, j]) for i in range(n) for j in range(n) if dfdy[i, j] != 0]
-    src, n_calls = lane_function_source("jac_lanes", model, [f"_OUT[{(i * n + j) * W} + _l]" for i, j, _ in entries],
-                                        [e for _, _, e in entries], W)
-    zeros = [(i * n + j) * W for i in range(n) for j in range(n) if dfdy[i, j] == 0]
-    if zeros:
-        head, body = src.split("\n", 2)[:2], src.split("\n", 2)[2]
-        zero = ["    for _l in range(_w):"] + [f"        _OUT[{z} + _l] = 0.0" for z in zeros]
-        src = "\n".join(head + zero + [body])
-    return src, n_calls
+    zeros = [f"_OUT[{(i * n + j) * W} + _l]" for i in range(n) for j in range(n) if dfdy[i, j] == 0]
+    return lane_function_source("jac_lanes", model, [f"_OUT[{(i * n + j) * W} + _l]" for i, j, _ in entries],
+                                [e for _, _, e in entries], W, zeros)
 
 
 def dfdt_lanes_source(model: Model, lanes: int) -> tuple[str, int]:
     """`dfdt_lanes`: the scalar `dfdt` (generate.py) for W lanes, `_OUT[i*W + l]`."""
     W = int(lanes)
-    f = sp.Matrix([_piecewise_conditions_at_ts(model.equations[s]) for s in model.state_names])
-    return lane_function_source("dfdt_lanes", model, [f"_OUT[{i * W} + _l]" for i in range(f.rows)],
-                                list(f.diff(t)), W)
+    dfdt = right_hand_side(model)[2]
+    return lane_function_source("dfdt_lanes", model, [f"_OUT[{i * W} + _l]" for i in range(dfdt.rows)],
+                                list(dfdt), W)
 
 
 def generate_lane_source(model: Model, lanes: int) -> str:
@@ -202,13 +197,7 @@ def generate_lane_source(model: Model, lanes: int) -> str:
     src = [
         f"# Generated by cartkin.codegen.lanes from the symbolic model {model.name!r} for {int(lanes)} lanes.",
         f"# Do not edit: it is rewritten from the model definition (fingerprint {model.fingerprint()}).",
-        "import math",
-        "import warnings",
-        "import numpy as np",
-        "from numba import njit",
-        "",
-        "warnings.filterwarnings('ignore', message='First-class function type feature is experimental')",
-        "",
+        *MODULE_HEADER,
         f"from {base} import (rhs, jac, dfdt, lu_factor, lu_solve, initial, dose_increments, breakpoints,",
         "                     N_BREAKPOINTS, WEIGHT_INDEX, NONNEGATIVE, stiff_bound)",
         "from cartkin.solve.lanes import finish_stiff as _finish_stiff, rodas_step as _rodas_step, "
@@ -229,6 +218,9 @@ def generate_lane_source(model: Model, lanes: int) -> str:
         linalg.lanes_source(model.n_states(), lanes),
         "",
         ENTRY_TEMPLATE,
+        KERNEL_TEMPLATE.format(name="batch_solve_lanes", stiff_lanes=False),
+        "",
+        KERNEL_TEMPLATE.format(name="batch_solve_lanes_stiff", stiff_lanes=True),
     ]
     return "\n".join(src) + "\n"
 
