@@ -61,19 +61,25 @@ def assert_identical(scalar, lanes):
     assert np.max(np.abs(out_l[finite] - out[finite])) == 0.0
 
 
+def lane_inputs(model, scalar, seed, parameter_seed):
+    """W lanes of parameters (one row each), states (one row each), times and segment midpoints."""
+    rng = np.random.default_rng(seed)
+    P = parameter_rows(model, W, seed=parameter_seed)
+    y0 = np.empty(model.n_states())
+    scalar.initial(P[0], y0)
+    Y = (np.abs(y0) + 1.0) * np.exp(rng.standard_normal((W, model.n_states())))
+    T = rng.uniform(0.0, 20.0, W)
+    S = rng.uniform(0.0, 20.0, W)  # segment midpoints: both sides of stein2019's Tmax (~9.3)
+    return P, Y, T, S
+
+
 @pytest.mark.parametrize("name", ["il10", "liu2022", "stein2019"])
 def test_lane_rhs_equals_scalar_rhs_bit_for_bit(name):
     model = cartkin.load_model(name)
     scalar = compile_model(model)
     lanes = compile_lanes(model, W)
     n = model.n_states()
-    rng = np.random.default_rng(7)
-    P = parameter_rows(model, W, seed=3)
-    y0 = np.empty(n)
-    scalar.initial(P[0], y0)
-    Y = (np.abs(y0) + 1.0) * np.exp(rng.standard_normal((W, n)))
-    T = rng.uniform(0.0, 20.0, W)
-    S = rng.uniform(0.0, 20.0, W)  # segment midpoints: both sides of stein2019's Tmax (~9.3)
+    P, Y, T, S = lane_inputs(model, scalar, 7, 3)
     OUT = np.empty(n * W)
     F = np.empty(lanes.N_CALLS * W)
     lanes.rhs_lanes(T, Y.T.ravel().copy(), P.T.ravel().copy(), S, OUT, F, W)
@@ -176,13 +182,7 @@ def test_lane_jacobian_and_dfdt_equal_scalar_bit_for_bit(name):
     scalar = compile_model(model)
     lanes = compile_lanes(model, W)
     n = model.n_states()
-    rng = np.random.default_rng(8)
-    P = parameter_rows(model, W, seed=4)
-    y0 = np.empty(n)
-    scalar.initial(P[0], y0)
-    Y = (np.abs(y0) + 1.0) * np.exp(rng.standard_normal((W, n)))
-    T = rng.uniform(0.0, 20.0, W)
-    S = rng.uniform(0.0, 20.0, W)
+    P, Y, T, S = lane_inputs(model, scalar, 8, 4)
     J = np.full(n * n * W, np.nan)  # structural zeros must be written too
     FT = np.empty(n * W)
     F = np.empty(lanes.N_CALLS * W)
